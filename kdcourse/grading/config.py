@@ -78,6 +78,7 @@ def course_config(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
                   submitted_directory: str = "submitted", log_level: str = "WARN") -> Config:
     """A complete nbgrader ``Config`` for ``course``: its paths plus :func:`harden`."""
     c = Config()
+    c.CourseDirectory.course_id = course.course_id
     c.CourseDirectory.root = str(course.root)
     c.CourseDirectory.source_directory = relative_or_absolute(course.source_dir, course.root)
     c.CourseDirectory.submitted_directory = submitted_directory

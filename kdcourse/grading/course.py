@@ -89,9 +89,10 @@ class Course:
     root: Path
     source_dir: Path
     spec_dir: Path
+    course_id: str = "kdcourse"
 
     def __post_init__(self):
-        for name in ("root", "source_dir", "spec_dir"):
+        for name in ("root", "source_dir", "spec_dir"):  # noqa: B007
             object.__setattr__(self, name, Path(getattr(self, name)).resolve())
 
     @classmethod
