@@ -88,3 +88,121 @@ def check_choice(answer: Any, options: Sequence[str], name: str) -> None:
         )
     if answer not in options:
         raise WrongAnswer(f"{name} should be one of {', '.join(repr(o) for o in options)}, got {answer!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the assignment checks (a01.py, a02.py, ...).
+# ---------------------------------------------------------------------------------------------
+
+import builtins as _builtins
+import types as _types
+import warnings as _warnings
+
+_BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn")
+
+
+def _code_objects(code):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, _types.CodeType):
+            yield from _code_objects(const)
+
+
+def _origin(obj) -> str:
+    if isinstance(obj, _types.ModuleType):
+        return obj.__name__
+    return getattr(obj, "__module__", None) or ""
+
+
+def find_delegation(fn, banned_names=(), banned_packages=_BANNED_PACKAGES):
+    """Return a description of the first library call in ``fn`` that does the exercise for it.
+
+    Looks at the names ``fn``'s code (and the code of functions defined inside it) refers to:
+    a name bound in ``fn``'s globals to a module or function from ``banned_packages``, or an
+    attribute called one of ``banned_names`` (e.g. ``"kl_div"`` in ``F.kl_div``). Returns ``None``
+    when nothing is found. The student's own helper functions (defined in the notebook) are fine.
+    """
+    if getattr(fn, "__module__", "") and str(fn.__module__).split(".")[0] in banned_packages:
+        return f"{fn.__module__}.{getattr(fn, '__name__', '?')}"
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    namespace = getattr(fn, "__globals__", {})
+    for inner in _code_objects(code):
+        for name in inner.co_names:
+            if name in namespace:
+                obj = namespace[name]
+            elif hasattr(_builtins, name):
+                continue
+            else:
+                obj = None
+            if obj is not None:
+                origin = _origin(obj)
+                if origin.split(".")[0] in banned_packages:
+                    return f"{name} (from {origin})"
+            if name in banned_names:
+                return name
+    return None
+
+
+def forbid_delegation(fn, name, banned_names=(), banned_packages=_BANNED_PACKAGES):
+    """Raise :class:`WrongAnswer` when ``fn`` hands the exercise to a library (see :func:`find_delegation`)."""
+    found = find_delegation(fn, banned_names=banned_names, banned_packages=banned_packages)
+    if found is not None:
+        raise WrongAnswer(
+            f"{name} calls {found}: this exercise asks you to write the formula yourself "
+            "(you may use it afterwards to check your answer, but not inside the function)."
+        )
+
+
+def call_student(fn, name, *args, **kwargs):
+    """Call a student's function with warnings silenced (nothing may reach stderr in a test cell).
+
+    ``NotImplementedError`` (an unanswered exercise) passes through unchanged; any other
+    exception becomes a :class:`WrongAnswer` that names the function and the error.
+    """
+    if not callable(fn):
+        raise WrongAnswer(f"{name} must be a function (got {type(fn).__name__})")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            try:
+                return fn(*args, **kwargs)
+            except NotImplementedError:
+                raise
+            except WrongAnswer:
+                raise
+            except Exception as error:  # noqa: BLE001 - any failure of student code is reported
+                raise WrongAnswer(
+                    f"{name} raised {type(error).__name__}: {error}"
+                ) from None
+
+
+def require_answered(value, name, hint):
+    """Raise ``NotImplementedError`` while an answer variable still holds its placeholder ``None``."""
+    if value is None:
+        raise NotImplementedError(f"{name} is still None: {hint}")
+
+
+def check_answer(answer, expected, name, why_wrong=None):
+    """Hidden value check of a multiple-choice answer; the message explains the chosen wrong option."""
+    require_answered(answer, name, "set it to one of the options")
+    if answer != expected:
+        reason = (why_wrong or {}).get(answer, "")
+        raise WrongAnswer(f"{name} = {answer!r} is not the best answer. {reason}".strip())
+
+
+def diagnose(actual, variants, rtol=1e-6, atol=1e-9):
+    """Return the message of the first variant whose value matches ``actual``, else ``None``.
+
+    ``variants`` is a sequence of ``(value, message)`` pairs: the values a known misconception
+    would produce on the same input.
+    """
+    for value, message in variants:
+        try:
+            value = np.asarray(value, dtype=np.float64)
+            if value.shape == np.shape(actual) and close(actual, value, rtol=rtol, atol=atol):
+                return message
+        except (TypeError, ValueError):
+            continue
+    return None
