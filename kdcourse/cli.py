@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kdcourse {kdcourse.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("doctor", help="show versions, the training device, and grading readiness")
+    from kdcourse.grading.commands import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor()
+    from kdcourse.grading.commands import COMMANDS, run
+
+    if args.command in COMMANDS:
+        return run(args)
     parser.print_help()
     return 0
 

@@ -116,7 +116,6 @@ def autograde(course: Course, assignments=None, students=None, jobs: int | None 
             reason = failure_reason(result.log)
             outcome.reasons.append(reason)
             flag_in_gradebook(course, result.assignment, result.student)
-            bar.write(f"FLAGGED {result.assignment}/{result.student}: {reason}")
         elif outcome.reasons:  # graded, but a notebook was missing or invalid: scored 0 by nbgrader
             bad = [n[:-len(".ipynb")] for n in expected_notebooks(course, result.assignment)
                    if not (course.root / STAGING_DIR / result.student / result.assignment / n).exists()]

@@ -6,7 +6,8 @@ What it sets, and why (see the notes in the docstrings of :func:`harden`):
 * sources stay in ``notebooks/assignments`` (``CourseDirectory.source_directory`` points there);
 * cell timeout, kernel start timeout and a raised IOPub timeout so that CPU contention or a long C-level
   call fails one cell, not the whole submission;
-* tracebacks in ``Minimal`` mode and ``ClearHiddenTests`` in feedback, so hidden tests never leak;
+* tracebacks in ``Minimal`` mode, ``ClearHiddenTests`` and ``ClearMarkScheme`` in feedback, so hidden
+  tests and mark schemes never leak;
 * deleted grade cells are restored (``OverwriteCells.add_missing_cells``);
 * stderr in a test cell does not cost points (:class:`kdcourse.grading.preprocessors.StderrAsStdout`);
 * output of a cell limited to a few hundred lines (a 100,000-line print keeps the notebook small).
@@ -45,7 +46,7 @@ KERNEL_ARGUMENTS = [
 
 def harden(c: Config, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Config:
     """Apply kdcourse's grading rules to an nbgrader ``Config`` in place and return it."""
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
                                         Execute, GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 
@@ -67,7 +68,7 @@ def harden(c: Config, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Config:
         Execute, StderrAsStdout, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
-    c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ClearMarkScheme, CSSHTMLHeaderPreprocessor]
     # instructor-only files never travel into the student release
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.toml",
                                 "*.bak", ".DS_Store"]

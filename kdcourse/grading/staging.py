@@ -38,8 +38,8 @@ def check_notebook(path: Path) -> str | None:
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as exc:  # nbformat raises several kinds (NotJSONError, ValueError, KeyError...)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"{path.name} is not a valid notebook ({first_line[:120]})"
+        kind = "not valid JSON" if "JSON" in type(exc).__name__ + str(exc)[:80] else type(exc).__name__
+        return f"{path.name} is not a valid notebook ({kind})"
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:

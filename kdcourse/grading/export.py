@@ -1,0 +1,85 @@
+"""``kdcourse export``: grades as CSV (one row per student and assignment, one column per question)
+and a PNG histogram of the scores of each assignment."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .course import Course
+from .policy import load_report
+from .scores import SubmissionScores, read_scores
+
+FIXED_COLUMNS = ["assignment", "student", "score", "max_score", "auto_score", "auto_max_score", "status",
+                 "needs_manual_grade", "reasons"]
+
+
+def export_rows(course: Course, assignments=None) -> tuple[list[str], list[dict]]:
+    """The CSV header and rows; question columns are ``q:<grade_id>``."""
+    scores = read_scores(course, assignments)
+    report = load_report(course.root)
+    questions = []
+    for row in scores:
+        for key in row.questions:
+            if f"q:{key}" not in questions:
+                questions.append(f"q:{key}")
+    rows = []
+    for s in scores:
+        entry = report.get(f"{s.assignment}/{s.student}", {})
+        row = {"assignment": s.assignment, "student": s.student, "score": _num(s.score),
+               "max_score": _num(s.max_score), "auto_score": _num(s.auto_score),
+               "auto_max_score": _num(s.auto_max), "status": entry.get("status", "graded"),
+               "needs_manual_grade": str(s.needs_manual_grade).lower(),
+               "reasons": "; ".join(entry.get("reasons", []))}
+        row.update({f"q:{k}": _num(v) for k, v in s.questions.items()})
+        rows.append(row)
+    return FIXED_COLUMNS + questions, rows
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def plot_histograms(scores: list[SubmissionScores], path: Path) -> Path:
+    """One histogram per assignment of the total score in percent of the maximum."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    by_assignment: dict[str, list[float]] = {}
+    for s in scores:
+        by_assignment.setdefault(s.assignment, []).append(100.0 * s.score / s.max_score if s.max_score else 0.0)
+    n = max(1, len(by_assignment))
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), squeeze=False)
+    for ax, (aid, values) in zip(axes[0], sorted(by_assignment.items())):
+        ax.hist(values, bins=[i * 10 for i in range(11)], color="tab:blue", edgecolor="white")
+        ax.set_title(f"{aid} (n={len(values)})")
+        ax.set_xlabel("score (% of maximum)")
+        ax.set_ylabel("students")
+    if not by_assignment:
+        axes[0][0].set_title("no graded submissions")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def export(course: Course, out_dir: Path | None = None, assignments=None, log=print) -> tuple[Path, Path]:
+    """Write ``grades.csv`` and ``grades.png`` into ``out_dir`` (default ``<root>/export``)."""
+    out_dir = Path(out_dir or course.root / "export")
+    header, rows = export_rows(course, assignments)
+    csv_path = write_csv(out_dir / "grades.csv", header, rows)
+    png_path = plot_histograms(read_scores(course, assignments), out_dir / "grades.png")
+    log(f"exported {len(rows)} row(s) to {csv_path} and the histogram to {png_path}")
+    return csv_path, png_path
