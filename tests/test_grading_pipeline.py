@@ -9,7 +9,7 @@ import json
 import nbformat
 import pytest
 
-from grading_helpers import AID, TEST_TIMEOUTS, fixture_course, tree_digest
+from fixtures.grading_helpers import AID, TEST_TIMEOUTS, fixture_course, tree_digest
 from kdcourse.grading import badsubmissions
 from kdcourse.grading.autograde import autograde
 from kdcourse.grading.classroom import build_class, check_class

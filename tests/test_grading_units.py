@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading_helpers import AID, fixture_course, tree_digest
+from fixtures.grading_helpers import AID, fixture_course, tree_digest
 from kdcourse.grading.course import Course, CourseError, parse_spec
 from kdcourse.grading.leaks import find_leaks, secret_lines
 from kdcourse.grading.policy import failure_reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grading_helpers import AID, TEST_TIMEOUTS, fixture_course
+from fixtures.grading_helpers import AID, TEST_TIMEOUTS, fixture_course
 from kdcourse.grading.verify import verify
 
 pytestmark = pytest.mark.timeout(400)
