@@ -1,0 +1,113 @@
+"""Tests for kdcourse.weak_to_strong: the PGR formula, the sklearn teacher wrapper, the digits experiment."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.tree import DecisionTreeClassifier
+
+from kdcourse.weak_to_strong import (
+    SklearnTeacher,
+    fit_linear_student,
+    performance_gap_recovered,
+    run_weak_to_strong,
+)
+
+
+@pytest.mark.parametrize(
+    "weak, transferred, ceiling, expected",
+    [
+        (0.6, 0.7, 0.8, 0.5),
+        (0.6, 0.65, 0.8, 0.25),
+        (0.6, 0.8, 0.8, 1.0),
+        (0.6, 0.6, 0.8, 0.0),
+        (0.6, 0.55, 0.8, -0.25),
+        (0.2, 0.95, 0.7, 1.5),
+    ],
+)
+def test_pgr_formula(weak, transferred, ceiling, expected):
+    assert math.isclose(performance_gap_recovered(weak, transferred, ceiling), expected, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_pgr_accepts_numpy_scalars_and_returns_float():
+    value = performance_gap_recovered(np.float32(0.5), np.float64(0.75), 1)
+    assert type(value) is float and math.isclose(value, 0.5)
+
+
+@pytest.mark.parametrize("weak, ceiling", [(0.7, 0.7), (0.9, 0.8)])
+def test_pgr_without_a_gap_raises(weak, ceiling):
+    with pytest.raises(ValueError, match="strong_ceiling_accuracy must be above weak_accuracy"):
+        performance_gap_recovered(weak, 0.75, ceiling)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.5", True, None])
+def test_pgr_rejects_non_accuracies_naming_the_argument(bad):
+    with pytest.raises(ValueError, match="weak_to_strong_accuracy"):
+        performance_gap_recovered(0.5, bad, 0.9)
+
+
+def test_sklearn_teacher_logits_give_back_the_probabilities():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    teacher = SklearnTeacher(tree, num_classes=3)
+    logits = teacher(torch.as_tensor(X, dtype=torch.float32))
+    assert logits.shape == (200, 3) and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+    recovered = torch.softmax(logits.double(), dim=1).numpy()
+    np.testing.assert_allclose(recovered, tree.predict_proba(X), atol=1e-6)
+    assert list(teacher.parameters()) == []
+
+
+def test_sklearn_teacher_rejects_a_classifier_missing_classes():
+    tree = DecisionTreeClassifier().fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="all classes 0..2"):
+        SklearnTeacher(tree, num_classes=3)
+
+
+def test_fit_linear_student_on_one_hot_targets_learns_a_separable_problem():
+    rng = np.random.default_rng(1)
+    X = torch.as_tensor(rng.normal(size=(300, 2)), dtype=torch.float32)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    student = fit_linear_student(X, torch.nn.functional.one_hot(y, 2).float(), epochs=20, lr=0.05)
+    accuracy = (student(X).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.95
+
+
+def test_fit_linear_student_rejects_targets_that_are_not_distributions():
+    X = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="sum to 1"):
+        fit_linear_student(X, torch.full((3, 2), 0.2))
+    with pytest.raises(ValueError, match="same n"):
+        fit_linear_student(X, torch.full((4, 2), 0.5))
+
+
+def test_digits_experiment_reproduces_the_course_figures():
+    torch.set_num_threads(1)
+    result = run_weak_to_strong()
+    # Course figures: weak ≈ 0.68, ceiling ≈ 0.94, weak-to-strong ≈ 0.81, PGR ≈ 0.5.
+    assert abs(result.weak_accuracy - 0.68) < 0.03
+    assert abs(result.strong_ceiling_accuracy - 0.936) < 0.03
+    assert abs(result.weak_to_strong_accuracy - 0.81) < 0.04
+    assert 0.3 < result.performance_gap_recovered < 0.7
+    assert result.weak_accuracy < result.weak_to_strong_accuracy < result.strong_ceiling_accuracy
+    assert math.isclose(
+        result.performance_gap_recovered,
+        performance_gap_recovered(result.weak_accuracy, result.weak_to_strong_accuracy, result.strong_ceiling_accuracy),
+    )
+    assert result.weak_train_size + result.transfer_size == 1077 and result.test_size == 360
+    assert "performance gap recovered" in result.table()
+
+
+def test_digits_experiment_is_deterministic():
+    torch.set_num_threads(1)
+    assert run_weak_to_strong().as_dict() == run_weak_to_strong().as_dict()
+
+
+def test_training_much_longer_fits_the_teacher_and_loses_the_gain():
+    torch.set_num_threads(1)
+    short, long = run_weak_to_strong(epochs=10), run_weak_to_strong(epochs=100)
+    assert long.weak_to_strong_accuracy < short.weak_to_strong_accuracy - 0.02
+    assert long.performance_gap_recovered < short.performance_gap_recovered
