@@ -127,7 +127,18 @@ def find_delegation(fn, banned_names=(), banned_packages=_BANNED_PACKAGES):
     code = getattr(fn, "__code__", None)
     if code is None:
         return None
-    namespace = getattr(fn, "__globals__", {})
+    namespace = dict(getattr(fn, "__globals__", {}))
+    for var, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            namespace[var] = cell.cell_contents
+        except ValueError:  # empty cell
+            continue
+        obj = namespace[var]
+        origin = _origin(obj)
+        if origin.split(".")[0] in banned_packages:
+            return f"{var} (from {origin})"
+        if var in banned_names or getattr(obj, "__name__", None) in banned_names:
+            return var
     for inner in _code_objects(code):
         for name in inner.co_names:
             if name in namespace:
@@ -140,6 +151,8 @@ def find_delegation(fn, banned_names=(), banned_packages=_BANNED_PACKAGES):
                 origin = _origin(obj)
                 if origin.split(".")[0] in banned_packages:
                     return f"{name} (from {origin})"
+                if getattr(obj, "__name__", None) in banned_names and getattr(obj, "__module__", "") != "__main__":
+                    return f"{name} ({obj.__name__})"
             if name in banned_names:
                 return name
     return None

@@ -1,0 +1,53 @@
+"""Time every lecture and assignment notebook (fresh kernel, kernel start included) against its budget.
+
+Usage:  python benchmarks/bench_notebooks.py [--repeat N] [NAME_SUBSTRING ...]
+
+Budgets come from grading/assignments/<aid>.toml (``budget_s``); lectures use 30 s. The run
+is sequential (one kernel at a time) so the figures are comparable with a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+from kdcourse import notebook_tools as nt
+
+DEFAULT_BUDGET_S = 30.0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per notebook (the median is reported)")
+    parser.add_argument("names", nargs="*", help="only notebooks whose name contains one of these")
+    args = parser.parse_args(argv)
+
+    configs = nt.assignment_configs()
+    rows = []
+    for path in nt.list_notebooks():
+        if args.names and not any(name in path.name for name in args.names):
+            continue
+        budget = float(configs.get(path.stem, {}).get("budget_s", DEFAULT_BUDGET_S))
+        times, errors = [], []
+        for _ in range(args.repeat):
+            result = nt.execute_notebook(path, timeout=600, allow_errors=True)
+            times.append(result.seconds)
+            errors = result.errors
+        median = statistics.median(times)
+        rows.append((path.relative_to(nt.REPO_ROOT), median, budget, errors))
+        print(f"  ran {path.name}: {median:.1f} s", file=sys.stderr)
+
+    width = max((len(str(r[0])) for r in rows), default=10)
+    print(f"{'notebook':{width}s}  {'time (s)':>8s}  {'budget (s)':>10s}  status")
+    over = 0
+    for name, seconds, budget, errors in rows:
+        status = "errors: " + ", ".join(e["ename"] for e in errors) if errors else (
+            "ok" if seconds <= budget else "OVER BUDGET")
+        over += status != "ok"
+        print(f"{str(name):{width}s}  {seconds:8.1f}  {budget:10.0f}  {status}")
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Unit tests of kdcourse.checks.a01/a02: each misconception gets the message that names it.
+
+The wrong implementations are the ones in grading/assignments/<aid>.toml (the same code the
+misconception submissions use), executed here in a small namespace that mimics the notebook, and
+handed straight to the check functions — no kernel needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdcourse import notebook_tools as nt
+from kdcourse.checks import a01, a02, common
+from kdcourse.checks.common import WrongAnswer
+
+A01 = nt.load_assignment_config("a01_kl_divergence")
+A02 = nt.load_assignment_config("a02_distillation_loss")
+
+
+# --- reference (correct) implementations, written as a student would --------------------------
+
+
+def entropy(p):
+    p = np.asarray(p, dtype=float)
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+
+def cross_entropy(p, q):
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, q, 1.0)), 0.0), axis=-1)
+
+
+def kl_divergence(p, q):
+    return cross_entropy(p, q) - entropy(p)
+
+
+def softmax_with_temperature(logits, T):
+    scaled = logits / T
+    shifted = scaled - scaled.max(dim=-1, keepdim=True).values
+    return torch.exp(shifted) / torch.exp(shifted).sum(dim=-1, keepdim=True)
+
+
+def distillation_loss(student_logits, teacher_logits, T):
+    log_p_s = torch.log_softmax(student_logits / T, dim=-1)
+    log_p_t = torch.log_softmax(teacher_logits.detach() / T, dim=-1)
+    return T ** 2 * (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1).mean()
+
+
+def distillation_gradient(student_logits, teacher_logits, T):
+    p_s = softmax_with_temperature(student_logits, T)
+    p_t = softmax_with_temperature(teacher_logits, T)
+    return T * (p_s - p_t) / student_logits.shape[0]
+
+
+def kd_loss_fixed(student_logits, teacher_logits, T):
+    return T ** 2 * F.kl_div(F.log_softmax(student_logits / T, dim=-1),
+                             F.softmax(teacher_logits.detach() / T, dim=-1), reduction="batchmean")
+
+
+def combined_loss(student_logits, teacher_logits, targets, alpha, T):
+    return alpha * F.cross_entropy(student_logits, targets) + (1 - alpha) * distillation_loss(
+        student_logits, teacher_logits, T)
+
+
+def _namespace():
+    """What a student's notebook has defined when the test cells run (module '__main__')."""
+    ns = {"__name__": "__main__", "np": np, "torch": torch, "F": F}
+    for fn in (entropy, cross_entropy, kl_divergence, softmax_with_temperature, distillation_loss,
+               distillation_gradient, kd_loss_fixed, combined_loss):
+        exec(compile(_source(fn), "<student>", "exec"), ns)
+    return ns
+
+
+def _source(fn):
+    import inspect
+    return inspect.getsource(fn)
+
+
+def _wrong(config, name):
+    item = next(m for m in config["misconception"] if m["name"] == name)
+    ns = _namespace()
+    for source in item["replace"].values():
+        exec(compile(source, "<student>", "exec"), ns)
+    return ns, item
+
+
+def _message(check, *args) -> str:
+    with pytest.raises(WrongAnswer) as info:
+        check(*args)
+    return str(info.value)
+
+
+# --- correct answers pass; trivial answers fail ------------------------------------------------
+
+
+def test_correct_answers_pass_every_check():
+    ns = _namespace()
+    a01.check_entropy(ns["entropy"])
+    a01.check_cross_entropy(ns["cross_entropy"])
+    a01.check_kl_divergence(ns["kl_divergence"])
+    a01.check_kl_values(ns["kl_divergence"], [(([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), 0.0065771180999912235)])
+    a02.check_softmax_with_temperature(ns["softmax_with_temperature"])
+    a02.check_distillation_loss(ns["distillation_loss"])
+    a02.check_distillation_gradient(ns["distillation_gradient"])
+    a02.check_kd_loss_fixed(ns["kd_loss_fixed"])
+    a02.check_combined_loss(ns["combined_loss"])
+
+
+@pytest.mark.parametrize("constant", [0.0, 0.5, np.log(3)])
+def test_constant_answers_fail_visible_checks(constant):
+    for check in (a01.check_entropy, a01.check_cross_entropy, a01.check_kl_divergence):
+        _message(check, lambda *args: constant)
+    _message(a02.check_distillation_loss, lambda *args: torch.tensor(constant, requires_grad=True))
+
+
+def test_always_equal_object_is_rejected():
+    class AlwaysEqual(float):
+        def __eq__(self, other):
+            return True
+
+    assert "returned" in _message(a01.check_entropy, lambda p: AlwaysEqual(0.0))
+
+    class Fake:
+        def __eq__(self, other):
+            return True
+
+    assert "float or a numpy array" in _message(a01.check_kl_divergence, lambda p, q: Fake())
+
+
+def test_hidden_value_check_uses_the_given_expectation():
+    assert "expected 1.000000" in _message(
+        a01.check_kl_values, kl_divergence, [(([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), 1.0)])
+
+
+def test_monkeypatched_numpy_does_not_fool_the_checks(monkeypatch):
+    monkeypatch.setattr(np, "allclose", lambda *a, **k: True)
+    monkeypatch.setattr(np, "isclose", lambda *a, **k: True)
+    _message(a01.check_kl_divergence, lambda p, q: np.float64(0.1))
+
+
+def test_unanswered_items_raise_not_implemented():
+    with pytest.raises(NotImplementedError):
+        a01.check_format(None, ["A", "B", "C"], "best_replica")
+    with pytest.raises(NotImplementedError):
+        a01.check_number_format(None, "kl_A")
+
+    def stub(p):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError):
+        a01.check_entropy(stub)
+
+
+def test_choice_checks():
+    assert "one of" in _message(a01.check_format, "E", ["A", "B", "C"], "best_replica")
+    a01.check_format("A", ["A", "B", "C"], "best_replica")
+    assert "top class" in _message(a01.check_answer, "B", "A", "best_replica", {"B": "top class"})
+    a01.check_answer("A", "A", "best_replica", {})
+
+
+def test_delegation_is_detected():
+    from scipy.special import rel_entr
+    from scipy import stats
+
+    def uses_import(p, q):
+        return np.sum(rel_entr(p, q), axis=-1)
+
+    def uses_module(p):
+        return stats.entropy(p)
+
+    def uses_kl_div(z, v, T):
+        return T * T * F.kl_div(F.log_softmax(z / T, -1), F.softmax(v / T, -1), reduction="batchmean")
+
+    assert common.find_delegation(uses_import, banned_names=a01.BANNED_NAMES) is not None
+    assert common.find_delegation(uses_module) is not None
+    assert common.find_delegation(uses_kl_div, banned_names=a02.BANNED_LOSS_NAMES) == "kl_div"
+    assert common.find_delegation(kl_divergence) is None
+    assert common.find_delegation(distillation_loss, banned_names=a02.BANNED_LOSS_NAMES) is None
+
+
+def test_checks_print_nothing_to_stderr(capsys):
+    ns, _ = _wrong(A02, "kl_div_reduction_mean")  # F.kl_div(reduction="mean") warns when called
+    _message(a02.check_kd_loss_fixed, ns["kd_loss_fixed"])
+    assert capsys.readouterr().err == ""
+
+
+# --- every function misconception of the instructor files gets its message -------------------
+
+_VISIBLE = {
+    "entropy": a01.check_entropy,
+    "cross_entropy": a01.check_cross_entropy,
+    "kl_divergence": a01.check_kl_divergence,
+    "softmax_with_temperature": a02.check_softmax_with_temperature,
+    "distillation_loss": a02.check_distillation_loss,
+    "distillation_gradient": a02.check_distillation_gradient,
+    "kd_loss_fixed": a02.check_kd_loss_fixed,
+    "combined_loss": a02.check_combined_loss,
+}
+_HIDDEN = {  # misconceptions only the hidden checks can see (delegation): check with the hidden function
+    "kl_delegates_to_scipy": lambda fn: a01.check_kl_values(
+        fn, [(([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), 0.0065771180999912235)]),
+    "loss_delegates_to_kl_div": lambda fn: a02.check_distillation_loss_values(fn, []),
+    "gradient_uses_autograd": lambda fn: a02.check_gradient_values(fn, []),
+}
+
+FUNCTION_CASES = [
+    (config, item["name"])
+    for config in (A01, A02)
+    for item in config["misconception"]
+    if set(item["replace"]) <= set(_VISIBLE)
+]
+
+
+@pytest.mark.parametrize("config,name", FUNCTION_CASES, ids=[n for _, n in FUNCTION_CASES])
+def test_misconception_gets_its_message(config, name):
+    ns, item = _wrong(config, name)
+    (cell,) = item["replace"]
+    fn = ns[cell]
+    check = _HIDDEN.get(name, _VISIBLE[cell])
+    message = _message(check, fn)
+    # The first expected message is the one that names the misconception in this cell.
+    assert item["expected_messages"][0] in message, f"{name}: got {message!r}"
+
+
+def test_every_function_misconception_is_covered():
+    names = {n for _, n in FUNCTION_CASES}
+    assert len(names) >= 20
+    assert {"kl_swapped_arguments", "kl_log_base_2", "kl_per_class_terms", "kl_mean_over_classes",
+            "kl_nan_from_zero_log_zero", "loss_missing_t_squared", "loss_t_squared_twice",
+            "loss_temperature_student_only", "loss_reduction_mean", "loss_softmax_wrong_dim",
+            "loss_item_breaks_graph", "loss_detach_student", "loss_numpy_round_trip",
+            "kl_div_probabilities_as_input"} <= names
+
+
+def test_wrong_choice_messages():
+    assert "B matches the top class" in _message(
+        a01.check_answer, "B", "A", "best_replica", {"B": "B matches the top class exactly"})
+    # alpha convention: answering "b" to alpha -> 1 names the convention
+    assert "alpha" in _message(a02.check_answer, "b", "a", "alpha_to_one", {"b": "that is alpha → 0"})
