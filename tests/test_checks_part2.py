@@ -183,3 +183,162 @@ def test_pgr_number_checks_type_and_value():
         a03.check_pgr_number("0.5", 0.6, 0.7, 0.8)
     with pytest.raises(WrongAnswer, match="1 − PGR"):
         a03.check_pgr_number(0.75, 0.6, 0.65, 0.8)
+
+
+# --- a04: agreement and copied teacher errors ---------------------------------------------------
+
+from kdcourse.checks import a04  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def agreement(s, t):
+    return float(np.mean(np.asarray(s) == np.asarray(t)))
+
+
+def share_copied(s, t, y):
+    s, t, y = np.asarray(s), np.asarray(t), np.asarray(y)
+    wrong = t != y
+    return float(np.mean(s[wrong] == t[wrong]))
+
+
+def test_agreement_and_copied_share_pass():
+    a04.check_agreement(agreement)
+    a04.check_agreement_values(agreement, [(([0, 0, 0], [1, 0, 2]), 1 / 3)])
+    a04.check_share_copied(share_copied)
+    a04.check_share_copied_values(share_copied, [(([0, 0, 0], [1, 0, 2], [1, 1, 1]), 0.5)])
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda s, t: float(np.sum(np.asarray(s) == np.asarray(t))), "returned a count"),
+        (lambda s, t: float(np.mean(np.asarray(s) != np.asarray(t))), "disagreement rate"),
+        (lambda s, t: 0.7, "expected 0.0"),
+    ],
+)
+def test_agreement_mistakes_are_named(wrong, message):
+    with pytest.raises(WrongAnswer, match=message):
+        a04.check_agreement(wrong)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (lambda s, t, y: float(np.mean((np.asarray(s) == np.asarray(t)) & (np.asarray(t) != np.asarray(y)))),
+         "divided by all examples"),
+        (lambda s, t, y: float(np.mean(np.asarray(s)[np.asarray(t) != np.asarray(y)]
+                                       != np.asarray(y)[np.asarray(t) != np.asarray(y)])), "same"),
+        (lambda s, t, y: agreement(s, t), "overall agreement"),
+    ],
+)
+def test_copied_share_mistakes_are_named(wrong, message):
+    with pytest.raises(WrongAnswer, match=message):
+        a04.check_share_copied(wrong)
+
+
+def test_scenario_numbers_and_fraction_checks():
+    numbers = a04.scenario_numbers([0, 1, 2, 2], [0, 1, 1, 2], [0, 1, 1, 1], [0, 1, 2, 2])
+    assert numbers["accuracy_before"] == 1.0 and numbers["accuracy_after"] == 0.75
+    assert numbers["copied_before"] == 0.0 and numbers["copied_after"] == 0.5
+    assert numbers["agreement_after"] == 0.75
+    a04.check_fraction_value(0.75, numbers["accuracy_after"], "accuracy_after")
+    with pytest.raises(WrongAnswer, match="not right"):
+        a04.check_fraction_value(0.5, numbers["accuracy_after"], "accuracy_after")
+    with pytest.raises(WrongAnswer, match="not a fraction"):
+        a04.check_fraction(1.5, "copied_after")
+    with pytest.raises(NotImplementedError):
+        a04.check_fraction(None, "copied_after")
+
+
+# --- a04: reverse distillation loss --------------------------------------------------------------
+
+
+def reverse_loss(z, v, T):
+    log_s, log_t = torch.log_softmax(z / T, dim=-1), torch.log_softmax(v / T, dim=-1)
+    return T**2 * (log_s.exp() * (log_s - log_t)).sum(dim=-1).mean()
+
+
+def forward_loss(z, v, T):
+    log_s, log_t = torch.log_softmax(z / T, dim=-1), torch.log_softmax(v / T, dim=-1)
+    return T**2 * (log_t.exp() * (log_t - log_s)).sum(dim=-1).mean()
+
+
+def no_t2(z, v, T):
+    return reverse_loss(z, v, T) / T**2
+
+
+def class_mean(z, v, T):
+    return reverse_loss(z, v, T) / z.shape[-1]
+
+
+def batch_sum(z, v, T):
+    return reverse_loss(z, v, T) * z.shape[0]
+
+
+def from_probabilities(z, v, T):
+    p, q = torch.softmax(z / T, dim=-1), torch.softmax(v / T, dim=-1)
+    return T**2 * (p * (p.log() - q.log())).sum(dim=-1).mean()
+
+
+def detached(z, v, T):
+    return reverse_loss(z.detach(), v, T)
+
+
+def library(z, v, T):
+    return kdcourse.distillation_loss(z, v, T, direction="reverse")
+
+
+HIDDEN_REVERSE = [(([[1000.0, -1000.0, 0.0], [2.0, 1.0, 0.5]], [[-1000.0, 1000.0, 0.0], [0.5, 1.0, 2.0]], 1.0),
+                   1000.3662155020343)]
+
+
+def test_reverse_loss_passes():
+    a04.check_reverse_loss(reverse_loss)
+    a04.check_reverse_loss_values(reverse_loss, HIDDEN_REVERSE)
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (forward_loss, "swapped arguments"),
+        (no_t2, "T² factor missing"),
+        (class_mean, "averaged over classes"),
+        (batch_sum, "summed over the batch"),
+        (detached, "no gradient"),
+        (library, "write the formula yourself"),
+    ],
+)
+def test_reverse_loss_mistakes_are_named(wrong, message):
+    with pytest.raises(WrongAnswer, match=message):
+        a04.check_reverse_loss(wrong)
+
+
+def test_reverse_loss_nan_at_extreme_logits_is_named():
+    with pytest.raises(WrongAnswer, match="NaN"):
+        a04.check_reverse_loss_values(from_probabilities, HIDDEN_REVERSE)
+
+
+# --- a04: Gaussian entropy, numbers and choices ----------------------------------------------------
+
+
+def test_gaussian_entropy_checks():
+    good = lambda s: 0.5 * math.log(2 * math.pi * math.e * s**2)  # noqa: E731
+    a04.check_gaussian_entropy(good)
+    a04.check_gaussian_entropy_values(good, [(0.1, -0.8836465597893729)])
+    for wrong, message in [
+        (lambda s: good(s) / math.log(2), "log base 2"),
+        (lambda s: 2 * good(s), "factor 1/2"),
+        (lambda s: 0.5 * math.log(2 * math.pi * math.e * s), "variance"),
+    ]:
+        with pytest.raises(WrongAnswer, match=message):
+            a04.check_gaussian_entropy(wrong)
+
+
+def test_number_and_answer_checks():
+    a04.check_number(2.1232, 2.1232110125832593, "entropy_forward", rtol=1e-3)
+    with pytest.raises(WrongAnswer, match="about 2.12"):
+        a04.check_number(0.73, 2.1232110125832593, "entropy_forward", rtol=1e-3, hint="about 2.12 nats")
+    with pytest.raises(WrongAnswer, match="should be a float"):
+        a04.check_number("2.12", 2.12, "entropy_forward")
+    with pytest.raises(WrongAnswer, match="mass-covering"):
+        a04.check_answer("B", "C", "reverse_kl_behaviour", {"B": "reverse KL is mass-covering"})
