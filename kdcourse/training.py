@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from kdcourse._validation import check_temperature
 from kdcourse.data import DataSplits
 from kdcourse.device import pick_device
-from kdcourse.losses import combined_loss, distillation_loss
+from kdcourse.losses import distillation_loss, kl_from_log_probs
 
 __all__ = ["History", "seed_everything", "evaluate", "train", "distill", "progress_enabled"]
 
@@ -128,7 +128,8 @@ def _check_run_arguments(epochs: int, lr: float, batch_size: int) -> None:
 def _run(
     model: nn.Module,
     data: DataSplits,
-    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    training_tensors: tuple[torch.Tensor, ...],
+    batch_loss: Callable[..., torch.Tensor],
     epochs: int,
     lr: float,
     batch_size: int,
@@ -137,28 +138,33 @@ def _run(
     progress: bool | None,
     description: str,
 ) -> History:
-    """Shared loop: Adam on ``batch_loss(batch_indices)``; one host sync per epoch."""
+    """Shared loop: Adam on ``batch_loss(*batch)``; one host sync per epoch.
+
+    ``training_tensors`` (features first) are shuffled together once per epoch; each step then takes
+    contiguous slices of them, which are views, not copies.
+    """
     _check_run_arguments(epochs, lr, batch_size)
     device = data.X_train.device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # The fused Adam kernel updates all parameters in one call (CPU and CUDA); same maths.
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
     generator = torch.Generator().manual_seed(seed)
-    n = data.X_train.shape[0]
+    n = training_tensors[0].shape[0]
     history = History()
-    history.append(0, math.nan, dict(zip(("kl", "accuracy", "agreement"),
-                                         _metrics_tensors(model, data.X_val, data.y_val,
-                                                          reference_val_logits).tolist())))
+    initial = _metrics_tensors(model, data.X_val, data.y_val, reference_val_logits).tolist()
+    history.append(0, math.nan, dict(zip(("kl", "accuracy", "agreement"), initial)))
     bar = tqdm(range(1, epochs + 1), desc=description, disable=not progress_enabled(progress), leave=False)
     for epoch in bar:
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
+        shuffled = [tensor[order] for tensor in training_tensors]
         total = torch.zeros((), device=device)
         for start in range(0, n, batch_size):
-            indices = order[start : start + batch_size]
-            loss = batch_loss(indices)
+            batch = [tensor[start : start + batch_size] for tensor in shuffled]
+            loss = batch_loss(*batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total = total + loss.detach() * indices.numel()
+            total = total + loss.detach() * batch[0].shape[0]
         metrics = _metrics_tensors(model, data.X_val, data.y_val, reference_val_logits)
         values = torch.cat([(total / n).reshape(1), metrics]).tolist()  # the epoch's one host sync
         history.append(epoch, values[0], dict(zip(("kl", "accuracy", "agreement"), values[1:])))
@@ -195,10 +201,11 @@ def train(
         reference = reference.to(device)
     reference_val = None if reference is None else _logits(reference, data.X_val)
 
-    def batch_loss(indices: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(data.X_train[indices]), data.y_train[indices])
+    def batch_loss(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(X), y)
 
-    return _run(model, data, batch_loss, epochs, lr, batch_size, reference_val, seed, progress, "train")
+    return _run(model, data, (data.X_train, data.y_train), batch_loss, epochs, lr, batch_size,
+                reference_val, seed, progress, "train")
 
 
 def distill(
@@ -227,22 +234,33 @@ def distill(
         raise ValueError(f"direction must be 'forward' or 'reverse' (got {direction!r})")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1] (got {alpha!r})")
-    check_temperature(temperature)
+    temperature = check_temperature(temperature)
     student, data, device = _prepare(student, data, device)
     if isinstance(teacher, nn.Module):
         teacher = teacher.to(device)
-    teacher_train = _logits(teacher, data.X_train).detach()
+    # The teacher is frozen: its tempered distribution is computed once, not every step.
+    teacher_log_probs = F.log_softmax(_logits(teacher, data.X_train).detach() / temperature, dim=-1)
+    teacher_probs = teacher_log_probs.exp()
+    teacher_entropy = -(teacher_probs * teacher_log_probs).sum(dim=-1)
     teacher_val = _logits(teacher, data.X_val).detach()
-    if direction == "forward":
-        def batch_loss(indices: torch.Tensor) -> torch.Tensor:
-            return combined_loss(student(data.X_train[indices]), teacher_train[indices],
-                                 data.y_train[indices], alpha, temperature, check_finite=False)
-    else:
-        def batch_loss(indices: torch.Tensor) -> torch.Tensor:
-            student_logits = student(data.X_train[indices])
-            soft = distillation_loss(student_logits, teacher_train[indices], temperature,
-                                     direction=direction, check_finite=False)
-            if alpha == 0:
-                return soft
-            return alpha * F.cross_entropy(student_logits, data.y_train[indices]) + (1 - alpha) * soft
-    return _run(student, data, batch_loss, epochs, lr, batch_size, teacher_val, seed, progress, "distill")
+    scale = temperature**2
+
+    def soft_loss(student_logits: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor,
+                  h_teacher: torch.Tensor) -> torch.Tensor:
+        if direction == "forward":
+            # KL(p_t ‖ p_s) = CE(p_t, p_s) − H(p_t); soft-label cross-entropy is one fused kernel.
+            return scale * (F.cross_entropy(student_logits / temperature, p_teacher) - h_teacher.mean())
+        log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+        return scale * kl_from_log_probs(log_p_student, log_p_teacher, "reverse").mean()
+
+    def batch_loss(X: torch.Tensor, y: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor,
+                   h_teacher: torch.Tensor) -> torch.Tensor:
+        student_logits = student(X)
+        soft = soft_loss(student_logits, log_p_teacher, p_teacher, h_teacher)
+        if alpha == 0:
+            return soft
+        return alpha * F.cross_entropy(student_logits, y) + (1 - alpha) * soft
+
+    tensors = (data.X_train, data.y_train, teacher_log_probs, teacher_probs, teacher_entropy)
+    return _run(student, data, tensors, batch_loss, epochs, lr, batch_size, teacher_val, seed, progress,
+                "distill")
