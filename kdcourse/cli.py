@@ -42,8 +42,24 @@ def doctor() -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    print(kdcourse.describe_device())
+    try:
+        print(kdcourse.describe_device())
+    except ValueError as error:  # e.g. KDCOURSE_DEVICE names a device this machine lacks
+        print(f"device: {error}")
+        return 1
     return 0
+
+
+GRADING_COMMANDS = ("release", "collect", "autograde", "feedback", "export", "verify", "demo")
+
+
+def _grading_unavailable_reason() -> str | None:
+    """None when the grading tools import; otherwise what is missing."""
+    try:
+        import kdcourse.grading.commands  # noqa: F401
+    except ImportError as error:
+        return f"{error.name or error} is not installed"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kdcourse {kdcourse.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("doctor", help="show versions, the training device, and grading readiness")
-    from kdcourse.grading.commands import add_commands
+    if _grading_unavailable_reason() is None:
+        from kdcourse.grading.commands import add_commands
 
-    add_commands(commands)
+        add_commands(commands)
+    else:
+        for name in GRADING_COMMANDS:
+            stub = commands.add_parser(name, help="(needs the grading extra: pip install 'kdcourse[grading]')")
+            stub.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -64,9 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor()
-    from kdcourse.grading.commands import COMMANDS, run
+    if args.command in GRADING_COMMANDS:
+        reason = _grading_unavailable_reason()
+        if reason is not None:
+            print(f"kdcourse {args.command} needs the grading tools ({reason}): "
+                  "pip install 'kdcourse[grading]'", file=sys.stderr)
+            return 2
+        from kdcourse.grading.commands import run
 
-    if args.command in COMMANDS:
         return run(args)
     parser.print_help()
     return 0

@@ -27,3 +27,21 @@ def test_console_script_entry_point():
     result = subprocess.run([sys.executable, "-m", "kdcourse.cli", "--version"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "kdcourse" in result.stdout
+
+
+def test_grading_commands_explain_a_missing_extra(monkeypatch, capsys):
+    import kdcourse.cli as cli
+
+    monkeypatch.setattr(cli, "_grading_unavailable_reason", lambda: "nbgrader is not installed")
+    assert cli.main(["verify", "a01_kl_divergence"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'kdcourse[grading]'" in err and "nbgrader is not installed" in err
+
+
+def test_doctor_reports_an_unavailable_forced_device(monkeypatch, capsys):
+    import kdcourse.device
+
+    monkeypatch.setattr(kdcourse.device, "_accelerator_available", lambda kind: kind == "cpu")
+    monkeypatch.setenv("KDCOURSE_DEVICE", "cuda")
+    assert main(["doctor"]) == 1
+    assert "device: device 'cuda' was requested but is not available" in capsys.readouterr().out
