@@ -13,6 +13,7 @@ import statistics
 import sys
 
 from kdcourse import notebook_tools as nt
+from kdcourse.grading.course import Course
 
 DEFAULT_BUDGET_S = 30.0
 
@@ -23,12 +24,13 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="only notebooks whose name contains one of these")
     args = parser.parse_args(argv)
 
-    configs = nt.assignment_configs()
+    course = Course.from_repo(nt.REPO_ROOT)
+    budgets = {aid: course.spec(aid).budget_s for aid in course.assignments()}
     rows = []
     for path in nt.list_notebooks():
         if args.names and not any(name in path.name for name in args.names):
             continue
-        budget = float(configs.get(path.stem, {}).get("budget_s", DEFAULT_BUDGET_S))
+        budget = float(budgets.get(path.stem, DEFAULT_BUDGET_S))
         times, errors = [], []
         for _ in range(args.repeat):
             result = nt.execute_notebook(path, timeout=600, allow_errors=True)

@@ -1,10 +1,12 @@
-"""Helpers shared by the notebook tests, the benchmarks and the grading tools.
+"""Helpers shared by the notebook tests and the notebook benchmark.
 
 * :func:`list_notebooks` finds the lecture notebooks and the assignment source notebooks;
 * :func:`execute_notebook` runs one in a fresh kernel with a timeout and reports the wall time;
-* :func:`load_assignment_config` / :func:`assignment_configs` read ``grading/assignments/<aid>.toml``;
-* :func:`nbgrader_cells`, :func:`notebook_points` and :func:`solution_text` read the nbgrader metadata;
+* :func:`nbgrader_cells` and :func:`notebook_points` read the nbgrader metadata;
 * :func:`cell_errors` lists the errors an executed notebook recorded.
+
+Instructor files (``grading/assignments/<aid>.toml``), releases, simulated submissions and scores
+belong to :mod:`kdcourse.grading` (``Course.spec``, ``release``, ``submissions``, ``scores``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 LECTURES_DIR = NOTEBOOKS_DIR / "lectures"
 ASSIGNMENTS_DIR = NOTEBOOKS_DIR / "assignments"
-GRADING_DIR = REPO_ROOT / "grading"
-ASSIGNMENT_CONFIG_DIR = GRADING_DIR / "assignments"
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -154,81 +149,3 @@ def notebook_points(nb: Any) -> tuple[float, float]:
             if meta.get("task") or (meta.get("solution") and cell.cell_type == "markdown"):
                 manual += points
     return total, manual
-
-
-def solution_text(source: str) -> str:
-    """The solution version of a cell: the source with the solution markers dropped."""
-    return "\n".join(
-        line for line in source.split("\n") if BEGIN_SOLUTION not in line and END_SOLUTION not in line
-    )
-
-
-def autograde_score(nb: Any) -> tuple[float, dict[str, float]]:
-    """Score an executed notebook the way nbgrader does for autograded cells.
-
-    A graded code cell earns its points when it recorded no error, else 0 (test cells never end
-    with an expression in this course, so nbgrader's "last value is the score" rule never applies).
-    Returns the total and the score per ``grade_id``.
-    """
-    scores: dict[str, float] = {}
-    for _, cell, meta in nbgrader_cells(nb):
-        if cell.cell_type == "code" and meta.get("grade"):
-            failed = any(
-                o.get("output_type") == "error" or (o.get("output_type") == "stream" and o.get("name") == "stderr")
-                for o in cell.get("outputs", [])
-            )
-            scores[meta["grade_id"]] = 0.0 if failed else float(meta.get("points", 0))
-    return sum(scores.values()), scores
-
-
-def cell_messages(nb: Any, grade_ids: Iterable[str] | None = None) -> str:
-    """All text output (streams and error names/values) of the graded cells, joined."""
-    wanted = set(grade_ids) if grade_ids is not None else None
-    chunks = []
-    for _, cell, meta in nbgrader_cells(nb):
-        if cell.cell_type != "code" or (wanted is not None and meta.get("grade_id") not in wanted):
-            continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream":
-                chunks.append(output.get("text", ""))
-            elif output.get("output_type") == "error":
-                chunks.append(f"{output.get('ename', '')}: {output.get('evalue', '')}")
-    return "\n".join(chunks)
-
-
-def solution_notebook(source_nb: Any, replace: dict[str, str] | None = None) -> Any:
-    """The source notebook with every solution filled in and, optionally, some cells replaced.
-
-    ``replace`` maps a solution cell's ``grade_id`` to its new full source (a misconception
-    submission). Hidden tests stay in place, as after nbgrader's autograde.
-    """
-    nb = copy.deepcopy(source_nb)
-    replace = dict(replace or {})
-    for _, cell, meta in nbgrader_cells(nb):
-        grade_id = meta.get("grade_id")
-        if grade_id in replace:
-            cell.source = replace.pop(grade_id)
-        elif meta.get("solution"):
-            cell.source = solution_text(cell.source)
-    if replace:
-        raise KeyError(f"no solution cell with grade_id {sorted(replace)}")
-    return nb
-
-
-def load_assignment_config(assignment_id: str, root: Path | None = None) -> dict[str, Any]:
-    """Read ``grading/assignments/<assignment_id>.toml`` (points, budget, misconceptions)."""
-    base = Path(root) / "grading" / "assignments" if root else ASSIGNMENT_CONFIG_DIR
-    path = base / f"{assignment_id}.toml"
-    if not path.exists():
-        raise FileNotFoundError(f"no instructor file for assignment {assignment_id!r}: expected {path}")
-    with open(path, "rb") as handle:
-        config = tomllib.load(handle)
-    config.setdefault("misconception", [])
-    config["assignment_id"] = assignment_id
-    return config
-
-
-def assignment_configs(root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Every ``grading/assignments/*.toml``, keyed by assignment id."""
-    base = Path(root) / "grading" / "assignments" if root else ASSIGNMENT_CONFIG_DIR
-    return {p.stem: load_assignment_config(p.stem, root) for p in sorted(base.glob("*.toml"))}

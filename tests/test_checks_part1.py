@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from kdcourse import notebook_tools as nt
 from kdcourse.checks import a01, a02, common
 from kdcourse.checks.common import WrongAnswer
+from kdcourse.grading.course import Course
 
-A01 = nt.load_assignment_config("a01_kl_divergence")
-A02 = nt.load_assignment_config("a02_distillation_loss")
+COURSE = Course.from_repo(nt.REPO_ROOT)
+A01 = COURSE.spec("a01_kl_divergence")
+A02 = COURSE.spec("a02_distillation_loss")
 
 
 # --- reference (correct) implementations, written as a student would --------------------------
@@ -79,12 +81,19 @@ def _source(fn):
     return inspect.getsource(fn)
 
 
-def _wrong(config, name):
-    item = next(m for m in config["misconception"] if m["name"] == name)
+def _wrong(spec, name):
+    item = next(m for m in spec.misconceptions if m.name == name)
     ns = _namespace()
-    for source in item["replace"].values():
+    for source in item.replace.values():
         exec(compile(source, "<student>", "exec"), ns)
     return ns, item
+
+
+def _student(source):
+    """A namespace like the notebook's after the student ran ``source`` (module '__main__')."""
+    ns = _namespace()
+    exec(compile(source, "<student>", "exec"), ns)
+    return ns
 
 
 def _message(check, *args) -> str:
@@ -207,22 +216,22 @@ _HIDDEN = {  # misconceptions only the hidden checks can see (delegation): check
 }
 
 FUNCTION_CASES = [
-    (config, item["name"])
-    for config in (A01, A02)
-    for item in config["misconception"]
-    if set(item["replace"]) <= set(_VISIBLE)
+    (spec, item.name)
+    for spec in (A01, A02)
+    for item in spec.misconceptions
+    if set(item.replace) <= set(_VISIBLE)
 ]
 
 
 @pytest.mark.parametrize("config,name", FUNCTION_CASES, ids=[n for _, n in FUNCTION_CASES])
 def test_misconception_gets_its_message(config, name):
     ns, item = _wrong(config, name)
-    (cell,) = item["replace"]
+    (cell,) = item.replace
     fn = ns[cell]
     check = _HIDDEN.get(name, _VISIBLE[cell])
     message = _message(check, fn)
     # The first expected message is the one that names the misconception in this cell.
-    assert item["expected_messages"][0] in message, f"{name}: got {message!r}"
+    assert item.expected_messages[0] in message, f"{name}: got {message!r}"
 
 
 def test_every_function_misconception_is_covered():

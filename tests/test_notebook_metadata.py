@@ -18,7 +18,9 @@ import nbformat
 import pytest
 
 from kdcourse import notebook_tools as nt
+from kdcourse.grading.course import Course
 
+COURSE = Course.from_repo(nt.REPO_ROOT)
 NOTEBOOKS = nt.list_notebooks()
 ASSIGNMENTS = nt.list_assignments()
 SCHEMA_KEYS = {"schema_version", "grade", "locked", "solution", "task", "points", "grade_id"}
@@ -114,28 +116,24 @@ def test_nbgrader_metadata(path: Path):
 
 @pytest.mark.parametrize("path", ASSIGNMENTS, ids=lambda p: p.stem)
 def test_points_match_instructor_file(path: Path):
-    config = nt.load_assignment_config(path.parent.name)
-    assert config["notebook"] == path.name
+    spec = COURSE.spec(path.parent.name)
+    assert spec.notebook == path.name
     total, manual = nt.notebook_points(_read(path))
-    assert total == config["points"], f"{path.name}: cells give {total} points, the toml declares {config['points']}"
-    assert manual == config["manual_points"], (
-        f"{path.name}: manually graded cells give {manual} points, the toml declares {config['manual_points']}"
+    assert total == spec.points, f"{path.name}: cells give {total} points, the toml declares {spec.points}"
+    assert manual == spec.manual_points, (
+        f"{path.name}: manually graded cells give {manual} points, the toml declares {spec.manual_points}"
     )
-    assert 0 < config["budget_s"] <= 30
+    assert 0 < spec.budget_s <= 30
 
 
 @pytest.mark.parametrize("path", ASSIGNMENTS, ids=lambda p: p.stem)
 def test_misconceptions_are_well_formed(path: Path):
-    config = nt.load_assignment_config(path.parent.name)
+    spec = COURSE.spec(path.parent.name)
     nb = _read(path)
     solution_ids = {m["grade_id"] for _, _, m in nt.nbgrader_cells(nb) if m["solution"]}
-    names = [m["name"] for m in config["misconception"]]
-    assert len(names) == len(set(names)), f"duplicate misconception names in {path.parent.name}.toml"
-    auto_points = config["points"] - config["manual_points"]
-    for item in config["misconception"]:
-        assert re.match(r"^[a-z0-9_]+$", item["name"]), item["name"]
-        assert item["description"] and item["expected_messages"], item["name"]
-        assert 0 <= item["expected_score"] < auto_points, f"{item['name']}: a misconception must lose points"
-        assert set(item["replace"]) <= solution_ids, f"{item['name']}: replaces unknown cells"
-        for source in item["replace"].values():
+    for item in spec.misconceptions:
+        assert item.description and item.expected_messages, item.name
+        assert 0 <= item.expected_score < spec.auto_points, f"{item.name}: a misconception must lose points"
+        assert set(item.replace) <= solution_ids, f"{item.name}: replaces unknown cells"
+        for source in item.replace.values():
             ast.parse(source)
