@@ -249,3 +249,61 @@ def test_wrong_choice_messages():
         a01.check_answer, "B", "A", "best_replica", {"B": "B matches the top class exactly"})
     # alpha convention: answering "b" to alpha -> 1 names the convention
     assert "alpha" in _message(a02.check_answer, "b", "a", "alpha_to_one", {"b": "that is alpha → 0"})
+
+
+# --- delegation cannot hide behind an import inside the function or a helper --------------------
+
+
+def test_import_inside_the_function_is_detected():
+    ns = _student(
+        "def kl_divergence(p, q):\n"
+        "    import scipy.stats\n"
+        "    return scipy.stats.entropy(p, q, axis=-1)\n")
+    assert "scipy" in common.find_delegation(ns["kl_divergence"])
+    assert "write the formula yourself" in _message(
+        a01.check_kl_values, ns["kl_divergence"], [(([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), 0.0065771180999912235)])
+    for source in ("def f(p):\n    from scipy.special import entr\n    return entr(p).sum(-1)\n",
+                   "def f(p):\n    return __import__('scipy.stats').stats.entropy(p)\n",
+                   "def f(p):\n    def inner(x):\n        import sklearn.metrics\n        return x\n"
+                   "    return inner(p)\n"):
+        assert common.find_delegation(_student(source)["f"]) is not None, source
+
+
+def test_helper_that_wraps_a_library_call_is_detected():
+    ns = _student(
+        "from scipy.special import rel_entr as _re\n"
+        "def _terms(p, q):\n"
+        "    return _re(p, q)\n"
+        "def _total(p, q):\n"
+        "    return np.sum(_terms(p, q), axis=-1)\n"
+        "def kl_divergence(p, q):\n"
+        "    return _total(np.asarray(p, dtype=float), np.asarray(q, dtype=float))\n")
+    found = common.find_delegation(ns["kl_divergence"], banned_names=a01.BANNED_NAMES)
+    assert found is not None and found.startswith("_total → _terms"), found
+    assert "write the formula yourself" in _message(
+        a01.check_kl_values, ns["kl_divergence"], [(([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), 0.0065771180999912235)])
+    kl_helper = _student(
+        "def _kd(a, b):\n"
+        "    return F.kl_div(a, b, reduction='batchmean')\n"
+        "def distillation_loss(z, v, T):\n"
+        "    return T ** 2 * _kd(F.log_softmax(z / T, -1), F.softmax(v.detach() / T, -1))\n")
+    assert common.find_delegation(kl_helper["distillation_loss"], banned_names=a02.BANNED_LOSS_NAMES) == "_kd → kl_div"
+
+
+def test_recursion_ends_on_mutually_recursive_helpers():
+    ns = _student("def a(n):\n    return b(n - 1) if n else 0\ndef b(n):\n    return a(n)\n")
+    assert common.find_delegation(ns["a"], banned_names=("kl_div",)) is None
+
+
+def test_reuse_the_exercise_allows_is_not_delegation():
+    # a01: kl_divergence may reuse entropy and cross_entropy, even if one of them is itself wrong
+    ns = _student("from scipy.stats import entropy as _h\ndef entropy(p):\n    return _h(p, axis=-1)\n")
+    assert common.find_delegation(ns["entropy"]) is not None
+    a01.check_kl_values(ns["kl_divergence"], [(([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), 0.0065771180999912235)])
+    # a02: combined_loss may reuse distillation_loss (which is graded, and penalised, on its own)
+    ns, _ = _wrong(A02, "loss_delegates_to_kl_div")
+    a02.check_combined_loss_values(ns["combined_loss"], [])
+    assert "combined_loss calls" in _message(a02.check_combined_loss_values, _student(
+        "def combined_loss(z, v, y, alpha, T):\n"
+        "    return alpha * F.cross_entropy(z, y) + (1 - alpha) * T ** 2 * F.kl_div(\n"
+        "        F.log_softmax(z / T, -1), F.softmax(v / T, -1), reduction='batchmean')\n")["combined_loss"], [])

@@ -369,7 +369,9 @@ def check_combined_loss(combined_loss) -> None:
 
 def check_combined_loss_values(combined_loss, cases) -> None:
     """Hidden: ``cases`` = ``[(z, v, y, alpha, T, expected)]``; no kdcourse or F.kl_div shortcut."""
-    forbid_delegation(combined_loss, "combined_loss", banned_names=("kl_div", "KLDivLoss"))
+    # the exercise allows reusing the student's distillation_loss (checked on its own above)
+    forbid_delegation(combined_loss, "combined_loss", banned_names=("kl_div", "KLDivLoss"),
+                      allowed=("distillation_loss",))
     for z, v, y, alpha, T, expected in cases:
         _check_combined_case(combined_loss, z, v, y, alpha, T, expected)
 

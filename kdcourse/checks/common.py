@@ -94,11 +94,11 @@ def check_choice(answer: Any, options: Sequence[str], name: str) -> None:
 # Helpers shared by the assignment checks (a01.py, a02.py, ...).
 # ---------------------------------------------------------------------------------------------
 
-import builtins as _builtins
 import types as _types
 import warnings as _warnings
 
 _BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn")
+_IMPORTERS = ("__import__", "import_module")
 
 
 def _code_objects(code):
@@ -109,58 +109,124 @@ def _code_objects(code):
 
 
 def _origin(obj) -> str:
-    if isinstance(obj, _types.ModuleType):
-        return obj.__name__
-    return getattr(obj, "__module__", None) or ""
+    """Where ``obj`` comes from: a module's name, or ``module.name`` of a function or class."""
+    try:
+        if isinstance(obj, _types.ModuleType):
+            return obj.__name__
+        module = getattr(obj, "__module__", None)
+        if not isinstance(module, str):
+            module = getattr(type(obj), "__module__", None) or ""
+        name = getattr(obj, "__name__", None)
+        return f"{module}.{name}" if module and isinstance(name, str) else module
+    except Exception:  # noqa: BLE001 - an object that refuses introspection is not a library function
+        return ""
 
 
-def find_delegation(fn, banned_names=(), banned_packages=_BANNED_PACKAGES):
+def _name_of(obj):
+    try:
+        name = getattr(obj, "__name__", None)
+    except Exception:  # noqa: BLE001
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _is_banned(dotted: str, banned_packages) -> bool:
+    """True when the dotted path ``dotted`` lies in (or is) one of ``banned_packages``.
+
+    An entry may be a package (``"scipy"``) or any dotted prefix (``"torch.nn.functional.kl_div"``).
+    """
+    return any(dotted == banned or dotted.startswith(banned + ".") for banned in banned_packages)
+
+
+def _is_notebook_function(obj, home) -> bool:
+    """A plain Python function defined in the notebook (module ``__main__``) or beside ``fn``."""
+    return isinstance(obj, _types.FunctionType) and getattr(obj, "__module__", None) in ("__main__", home)
+
+
+def find_delegation(fn, banned_names=(), banned_packages=_BANNED_PACKAGES, allowed=()):
     """Return a description of the first library call in ``fn`` that does the exercise for it.
 
-    Looks at the names ``fn``'s code (and the code of functions defined inside it) refers to:
-    a name bound in ``fn``'s globals to a module or function from ``banned_packages``, or an
-    attribute called one of ``banned_names`` (e.g. ``"kl_div"`` in ``F.kl_div``). Returns ``None``
-    when nothing is found. The student's own helper functions (defined in the notebook) are fine.
+    Looks at the names ``fn``'s code (and the code of functions defined inside it) refers to and
+    flags:
+
+    * a name bound (in ``fn``'s globals, closure or default arguments) to a module, function or class
+      from ``banned_packages``; entries are dotted prefixes, so ``"scipy"`` bans ``scipy.special.rel_entr``;
+    * an import inside the function (``import scipy.stats``, ``from scipy.special import rel_entr``,
+      ``__import__("scipy")``) of a banned package;
+    * an attribute or name called one of ``banned_names`` (e.g. ``"kl_div"`` in ``F.kl_div``).
+
+    The notebook's own functions (module ``__main__``) that ``fn`` calls are inspected the same way,
+    recursively, so wrapping a library call in a helper does not hide it. Functions named in
+    ``allowed`` (that the exercise lets the answer reuse) are not inspected. Returns ``None`` when
+    nothing is found.
     """
-    if getattr(fn, "__module__", "") and str(fn.__module__).split(".")[0] in banned_packages:
-        return f"{fn.__module__}.{getattr(fn, '__name__', '?')}"
-    code = getattr(fn, "__code__", None)
-    if code is None:
+    home = getattr(fn, "__module__", None)
+    return _find_delegation(fn, tuple(banned_names), tuple(banned_packages), set(allowed), home, set())
+
+
+def _find_delegation(fn, banned_names, banned_packages, allowed, home, visited):
+    if id(fn) in visited:
         return None
-    namespace = dict(getattr(fn, "__globals__", {}))
+    visited.add(id(fn))
+    origin = _origin(fn)
+    if _is_banned(origin, banned_packages):
+        return origin
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, _types.CodeType):
+        return None
+    namespace = dict(getattr(fn, "__globals__", None) or {})
+    bound = {}  # names whose values the function carries itself: closure cells and default arguments
     for var, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
         try:
-            namespace[var] = cell.cell_contents
+            bound[var] = cell.cell_contents
         except ValueError:  # empty cell
             continue
-        obj = namespace[var]
-        origin = _origin(obj)
-        if origin.split(".")[0] in banned_packages:
-            return f"{var} (from {origin})"
-        if var in banned_names or getattr(obj, "__name__", None) in banned_names:
-            return var
+    defaults = list(getattr(fn, "__defaults__", None) or ()) + list((getattr(fn, "__kwdefaults__", None) or {}).values())
+    bound.update({f"<default {i}>": value for i, value in enumerate(defaults)})
+    helpers = []
+
+    def judge(name, obj):
+        if _is_notebook_function(obj, home):
+            if name not in allowed and _name_of(obj) not in allowed:
+                helpers.append(obj)
+            return None
+        where = _origin(obj)
+        if _is_banned(where, banned_packages):
+            return f"{name} (from {where})"
+        obj_name = _name_of(obj)
+        if obj_name is not None and obj_name in banned_names:
+            return f"{name} ({obj_name})" if name != obj_name else name
+        return None
+
+    for var, obj in bound.items():
+        found = judge(var, obj)
+        if found is not None:
+            return found
     for inner in _code_objects(code):
-        for name in inner.co_names:
-            if name in namespace:
-                obj = namespace[name]
-            elif hasattr(_builtins, name):
-                continue
-            else:
-                obj = None
-            if obj is not None:
-                origin = _origin(obj)
-                if origin.split(".")[0] in banned_packages:
-                    return f"{name} (from {origin})"
-                if getattr(obj, "__name__", None) in banned_names and getattr(obj, "__module__", "") != "__main__":
-                    return f"{name} ({obj.__name__})"
+        names = inner.co_names
+        for name in names:
             if name in banned_names:
                 return name
+            if name in namespace:
+                found = judge(name, namespace[name])
+                if found is not None:
+                    return found
+            if _is_banned(name, banned_packages):  # `import scipy.stats` inside the function
+                return f"{name} (imported inside the function)"
+        if any(name in _IMPORTERS for name in names):  # __import__("scipy"), importlib.import_module(...)
+            for const in inner.co_consts:
+                if isinstance(const, str) and _is_banned(const, banned_packages):
+                    return f"{const} (imported inside the function)"
+    for helper in helpers:  # the notebook's own functions that fn calls
+        found = _find_delegation(helper, banned_names, banned_packages, allowed, home, visited)
+        if found is not None:
+            return f"{helper.__name__} → {found}"
     return None
 
 
-def forbid_delegation(fn, name, banned_names=(), banned_packages=_BANNED_PACKAGES):
+def forbid_delegation(fn, name, banned_names=(), banned_packages=_BANNED_PACKAGES, allowed=()):
     """Raise :class:`WrongAnswer` when ``fn`` hands the exercise to a library (see :func:`find_delegation`)."""
-    found = find_delegation(fn, banned_names=banned_names, banned_packages=banned_packages)
+    found = find_delegation(fn, banned_names=banned_names, banned_packages=banned_packages, allowed=allowed)
     if found is not None:
         raise WrongAnswer(
             f"{name} calls {found}: this exercise asks you to write the formula yourself "
