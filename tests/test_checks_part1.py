@@ -307,3 +307,45 @@ def test_reuse_the_exercise_allows_is_not_delegation():
         "def combined_loss(z, v, y, alpha, T):\n"
         "    return alpha * F.cross_entropy(z, y) + (1 - alpha) * T ** 2 * F.kl_div(\n"
         "        F.log_softmax(z / T, -1), F.softmax(v / T, -1), reduction='batchmean')\n")["combined_loss"], [])
+
+
+# --- the F.kl_div exercise: the textbook fix is right, other losses are not the exercise ---------
+
+_KD_CASES = [([[3.0, -1.0, 0.5, 2.0, 0.0], [-2.0, 4.0, 1.0, 0.0, 0.5]],
+              [[1.0, 0.0, -1.0, 3.5, 0.2], [0.0, 2.0, 2.5, -1.0, 1.0]], 2.0, 1.1888519604627854,
+              [[0.2811509252784895, -0.03875390705089745, 0.06728724608258455, -0.2995267969142569,
+                -0.010157467395919884],
+               [-0.07419450382618609, 0.34487358494776865, -0.22776616571617966, 0.021456496739109446,
+                -0.06436941214451211]])]
+
+
+def test_textbook_kl_div_fix_passes():
+    """The four bugs fixed, nothing else: the teacher is not detached, and that is fine here."""
+    ns = _student(
+        "def kd_loss_fixed(z, v, T):\n"
+        "    return T**2 * F.kl_div(F.log_softmax(z / T, -1), F.softmax(v / T, -1), reduction='batchmean')\n")
+    a02.check_kd_loss_fixed(ns["kd_loss_fixed"])
+    a02.check_kd_loss_fixed_values(ns["kd_loss_fixed"], _KD_CASES)
+
+
+@pytest.mark.parametrize("body", [
+    "    return distillation_loss(z, v, T)\n",
+    "    import kdcourse\n    return kdcourse.distillation_loss(z, v, temperature=T)\n",
+])
+def test_kl_div_exercise_rejects_other_losses(body):
+    fn = _student("def kd_loss_fixed(z, v, T):\n" + body)["kd_loss_fixed"]
+    for check in (lambda f: a02.check_kd_loss_fixed(f), lambda f: a02.check_kd_loss_fixed_values(f, _KD_CASES)):
+        assert "the exercise is to fix the F.kl_div call" in _message(check, fn)
+
+
+def test_kl_div_exercise_needs_kl_div():
+    fn = _student(
+        "def kd_loss_fixed(z, v, T):\n"
+        "    lp_s, lp_t = F.log_softmax(z / T, -1), F.log_softmax(v.detach() / T, -1)\n"
+        "    return T ** 2 * (lp_t.exp() * (lp_t - lp_s)).sum(-1).mean()\n")["kd_loss_fixed"]
+    assert "does not call F.kl_div" in _message(a02.check_kd_loss_fixed, fn)
+
+
+def test_distillation_loss_still_requires_a_detached_teacher():
+    ns, item = _wrong(A02, "loss_teacher_not_detached")
+    assert item.expected_messages[0] in _message(a02.check_distillation_loss, ns["distillation_loss"])

@@ -24,6 +24,7 @@ from .common import (
     check_answer,
     check_choice,
     close,
+    find_delegation,
     forbid_delegation,
     require_answered,
 )
@@ -254,9 +255,14 @@ def check_softmax_values(softmax_with_temperature, cases) -> None:
 # --- distillation_loss ------------------------------------------------------------------------
 
 
-def _check_loss_case(fn, name, z, v, T, expected=None, expected_grad=None):
+def _check_loss_case(fn, name, z, v, T, expected=None, expected_grad=None, teacher_requires_grad=True):
+    """Value and gradient of a loss ``fn(z, v, T)``.
+
+    With ``teacher_requires_grad`` the teacher logits require a gradient, and an answer that lets one
+    reach them fails (the teacher must be detached); without it the teacher is a plain constant.
+    """
     z = _t(z).clone().requires_grad_(True)
-    v = _t(v).clone().requires_grad_(True)
+    v = _t(v).clone().requires_grad_(teacher_requires_grad)
     correct, variants = _loss_variants(z.detach(), v.detach(), T)
     expected = correct if expected is None else _t(expected)
     call_text = f"{name}(student, teacher, T={T}) on a batch of {z.shape[0]}"
@@ -333,16 +339,43 @@ def check_gradient_values(distillation_gradient, cases) -> None:
 # --- the F.kl_div fix -------------------------------------------------------------------------------
 
 
+_KL_DIV_NAMES = ("kl_div", "KLDivLoss")
+_NOT_KL_DIV = ("distillation_loss", "combined_loss", "kl_divergence", "rel_entr", "xlogy")
+
+
+def _require_kl_div_fix(kd_loss_fixed) -> None:
+    """The exercise is to repair the ``F.kl_div`` call: the answer must still make it, and no other loss."""
+    other = find_delegation(kd_loss_fixed, banned_names=_NOT_KL_DIV)
+    if other is not None:
+        raise WrongAnswer(
+            f"kd_loss_fixed calls {other}: the exercise is to fix the F.kl_div call of kd_loss_buggy "
+            "(one F.kl_div call with its four bugs repaired), not to reuse another loss."
+        )
+    if find_delegation(kd_loss_fixed, banned_names=_KL_DIV_NAMES, banned_packages=()) is None:
+        raise WrongAnswer(
+            "kd_loss_fixed does not call F.kl_div: the exercise is to fix the F.kl_div call of kd_loss_buggy "
+            "(argument order, log-probabilities as input, reduction, T²), keeping F.kl_div."
+        )
+
+
 def check_kd_loss_fixed(kd_loss_fixed) -> None:
-    """Visible checks of the repaired ``F.kl_div`` call (value, T², batch mean, gradient)."""
+    """Visible checks of the repaired ``F.kl_div`` call (uses F.kl_div; value, T², batch mean, gradient).
+
+    The teacher logits here do not require a gradient: the exercise is about the four bugs of the call
+    (argument order, probabilities as input, ``reduction="mean"``, missing T²), and the textbook fix
+    ``T**2 * F.kl_div(F.log_softmax(z / T, -1), F.softmax(v / T, -1), reduction="batchmean")`` is right.
+    """
+    _require_kl_div_fix(kd_loss_fixed)
     for T in (1.0, 3.0):
-        _check_loss_case(kd_loss_fixed, "kd_loss_fixed", _Z, _V, T)
+        _check_loss_case(kd_loss_fixed, "kd_loss_fixed", _Z, _V, T, teacher_requires_grad=False)
 
 
 def check_kd_loss_fixed_values(kd_loss_fixed, cases) -> None:
     """Hidden: ``cases`` = ``[(z, v, T, expected_loss, expected_grad)]``."""
+    _require_kl_div_fix(kd_loss_fixed)
     for z, v, T, expected, expected_grad in cases:
-        _check_loss_case(kd_loss_fixed, "kd_loss_fixed", z, v, T, expected, expected_grad)
+        _check_loss_case(kd_loss_fixed, "kd_loss_fixed", z, v, T, expected, expected_grad,
+                         teacher_requires_grad=False)
 
 
 # --- combined objective ------------------------------------------------------------------------
