@@ -349,3 +349,22 @@ def test_kl_div_exercise_needs_kl_div():
 def test_distillation_loss_still_requires_a_detached_teacher():
     ns, item = _wrong(A02, "loss_teacher_not_detached")
     assert item.expected_messages[0] in _message(a02.check_distillation_loss, ns["distillation_loss"])
+
+
+# --- numbers typed from the printed decimals ---------------------------------------------------
+
+_REPLICA = ({"kl_A": ([0.7, 0.2, 0.1], [0.65, 0.22, 0.13]), "kl_B": ([0.7, 0.2, 0.1], [0.7, 0.1, 0.2])},
+            {"kl_A": 0.006577118099991286, "kl_B": 0.06931471805599465})
+
+
+def test_numbers_typed_with_six_decimals_pass():
+    a01.check_kl_numbers({"kl_A": 0.006577, "kl_B": 0.069315}, *_REPLICA)
+    a01.check_kl_numbers({"kl_A": 0.006577118099991286, "kl_B": 0.06931471805599465}, *_REPLICA)
+
+
+def test_wrong_number_says_what_to_assign():
+    message = _message(a01.check_kl_numbers, {"kl_A": 0.0066, "kl_B": 0.069315}, *_REPLICA)
+    assert "kl_A = 0.006600" in message and "0.006577" in message
+    assert "assign the result of your kl_divergence(p, q)" in message
+    swapped = _message(a01.check_kl_numbers, {"kl_A": 0.006577, "kl_B": 0.0}, *_REPLICA)
+    assert "kl_B" in swapped

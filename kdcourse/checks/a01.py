@@ -53,6 +53,11 @@ BANNED_NAMES = ("kl_div", "rel_entr", "entr", "KLDivLoss", "xlogy", "xlog1py")
 # The graded functions may reuse one another (each is checked on its own).
 REUSABLE = ("entropy", "cross_entropy", "kl_divergence")
 
+# Tolerances: functions are compared tightly; a number the student assigned may be typed from the
+# 6 printed decimals (kl_A = 0.006577), so it gets half a unit in the 6th decimal or 0.01 %.
+RTOL, ATOL = 1e-6, 1e-9
+NUMBER_RTOL, NUMBER_ATOL = 1e-4, 5e-7
+
 
 # --- trusted maths -------------------------------------------------------------------------
 
@@ -99,12 +104,16 @@ def _as_result(value, name: str) -> np.ndarray:
     return array
 
 
-def _compare(name, call_text, actual, expected, variants, zeros_in_input=False):
-    """Raise a WrongAnswer naming the misconception when ``actual`` differs from ``expected``."""
+def _compare(name, call_text, actual, expected, variants, zeros_in_input=False, rtol=RTOL, atol=ATOL,
+             mismatch=None):
+    """Raise a WrongAnswer naming the misconception when ``actual`` differs from ``expected``.
+
+    ``mismatch`` is the message when no known misconception matches (default: got X, expected Y).
+    """
     expected = _asarray(expected, dtype=_float64)
     if actual.shape != expected.shape:
         for value, message in variants:
-            if _asarray(value).shape == actual.shape and close(actual, value, rtol=1e-6, atol=1e-9):
+            if _asarray(value).shape == actual.shape and close(actual, value, rtol=rtol, atol=atol):
                 raise WrongAnswer(f"{call_text}: {message}")
         raise WrongAnswer(
             f"{call_text} returned shape {actual.shape}, expected shape {expected.shape}: "
@@ -117,13 +126,13 @@ def _compare(name, call_text, actual, expected, variants, zeros_in_input=False):
                 "By convention 0·log 0 = 0: such a class contributes nothing (use np.where(p > 0, ..., 0.0))."
             )
         raise WrongAnswer(f"{call_text} returned NaN (expected {_fmt(expected)}).")
-    if close(actual, expected, rtol=1e-6, atol=1e-9):
+    if close(actual, expected, rtol=rtol, atol=atol):
         return
     for value, message in variants:
         value = _asarray(value, dtype=_float64)
-        if value.shape == actual.shape and close(actual, value, rtol=1e-6, atol=1e-9):
+        if value.shape == actual.shape and close(actual, value, rtol=rtol, atol=atol):
             raise WrongAnswer(f"{call_text}: {message}")
-    raise WrongAnswer(f"{call_text} returned {_fmt(actual)}, expected {_fmt(expected)}.")
+    raise WrongAnswer(mismatch or f"{call_text} returned {_fmt(actual)}, expected {_fmt(expected)}.")
 
 
 def _fmt(x) -> str:
@@ -288,11 +297,19 @@ def check_number_format(value, name, hint="compute it with your kl_divergence") 
 
 
 def check_kl_number(value, name, p, q, expected) -> None:
-    """Hidden check of one KL value the student computed for the pair ``(p, q)``."""
+    """Hidden check of one KL value the student computed for the pair ``(p, q)``.
+
+    The value may be typed from the 6 printed decimals; the message says what should have been assigned.
+    """
     check_number_format(value, name)
     p, q = _probs(p), _probs(q)
     array = _as_result(value, name)
-    _compare(name, f"{name} (= KL of {_fmt(p)} to {_fmt(q)})", array, expected, _kl_variants(p, q))
+    pair = f"KL(p‖q) with p = {_fmt(p)}, q = {_fmt(q)}"
+    _compare(name, f"{name} = {float(array):.6f} should be {pair}", array, expected, _kl_variants(p, q),
+             rtol=NUMBER_RTOL, atol=NUMBER_ATOL,
+             mismatch=f"{name} = {float(array):.6f}, but it should hold {pair}, which is "
+                      f"{float(expected):.6f} nats: assign the result of your kl_divergence(p, q) "
+                      "(a float; the 6 printed decimals are enough).")
 
 
 def check_kl_numbers(values, pairs, expected) -> None:
