@@ -368,3 +368,33 @@ def test_wrong_number_says_what_to_assign():
     assert "assign the result of your kl_divergence(p, q)" in message
     swapped = _message(a01.check_kl_numbers, {"kl_A": 0.006577, "kl_B": 0.0}, *_REPLICA)
     assert "kl_B" in swapped
+
+
+# --- wording: both arguments whenever a direction of the KL is named -----------------------------
+
+_PART1_TEXTS = [
+    nt.ASSIGNMENTS_DIR / "a01_kl_divergence" / "a01_kl_divergence.ipynb",
+    nt.ASSIGNMENTS_DIR / "a02_distillation_loss" / "a02_distillation_loss.ipynb",
+    *sorted(nt.LECTURES_DIR.glob("l01_*.ipynb")),
+    *sorted(nt.LECTURES_DIR.glob("l02_*.ipynb")),
+]
+
+
+def _lines(path):
+    import nbformat
+
+    if path.suffix == ".ipynb":
+        return [line for cell in nbformat.read(str(path), as_version=4).cells for line in cell.source.split("\n")]
+    return path.read_text(encoding="utf-8").split("\n")
+
+
+@pytest.mark.parametrize("path", _PART1_TEXTS + [nt.REPO_ROOT / "kdcourse" / "checks" / f for f in ("a01.py", "a02.py")],
+                         ids=lambda p: p.name)
+def test_directions_of_the_kl_are_written_with_both_arguments(path):
+    import re
+
+    for line in _lines(path):
+        if re.search(r"\b(forward|reverse)\b", line, flags=re.IGNORECASE):
+            assert re.search(r"KL\$?\(|\\\|", line), f"{path.name}: names a direction without the arguments: {line!r}"
+        if "(z - v)/C" in line or "(z − v)/C" in line:
+            assert "example" in line, f"{path.name}: the (z − v)/C limit holds per example: {line!r}"

@@ -72,15 +72,15 @@ def _kl_rows(log_p, log_q):
 
 
 def _loss_variants(z, v, T):
-    """Values that known misconceptions give for the batch-mean forward KD loss."""
+    """Values that known misconceptions give for the batch-mean KD loss T²·KL(p_t^T‖p_s^T)."""
     B, C = z.shape
     ls, lt = _log_softmax(z / T, -1), _log_softmax(v / T, -1)
     rows = _kl_rows(lt, ls)
     correct = T * T * rows.mean()
     variants = [
         (T * T * _kl_rows(ls, lt).mean(),
-         "this is KL(student‖teacher), the reverse KL: the arguments are swapped. The distillation loss is "
-         "KL(p_teacher‖p_student): the teacher comes first and weights the log-ratio."),
+         "this is KL(p_s‖p_t) with the student first: the arguments are swapped. The distillation loss is "
+         "KL(p_t‖p_s): the teacher comes first and weights the log-ratio."),
         (rows.mean(), "the T² factor is missing: multiply the KL by T² so that the gradient keeps its size "
                       "as T changes (Hinton et al. 2015)."),
         (T ** 4 * rows.mean(), "T² is applied twice (your value is T⁴·KL): multiply by T² once."),
@@ -146,7 +146,8 @@ def _combined_variants(z, v, y, alpha, T):
         (alpha * ce + (1 - alpha) * _kl_rows(_log_softmax(v, -1), _log_softmax(z, -1)).mean(),
          "the distillation term ignores the temperature: use softmax(v/T) and softmax(z/T)."),
         (alpha * ce + (1 - alpha) * T * T * _kl_rows(_log_softmax(z / T, -1), _log_softmax(v / T, -1)).mean(),
-         "the distillation term is KL(student‖teacher): the arguments are swapped."),
+         "the distillation term is KL(p_s‖p_t) with the student first: the arguments are swapped; "
+         "it must be KL(p_t‖p_s)."),
     ]
 
 
