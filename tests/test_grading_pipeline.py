@@ -15,7 +15,7 @@ from kdcourse.grading.autograde import autograde
 from kdcourse.grading.classroom import build_class, check_class
 from kdcourse.grading.export import export
 from kdcourse.grading.feedback import feedback
-from kdcourse.grading.leaks import find_leaks, secret_lines
+from kdcourse.grading.leaks import find_leaks, notebook_text, secret_lines
 from kdcourse.grading.policy import REPORT_NAME
 from kdcourse.grading.release import release
 from kdcourse.grading.scores import read_scores
@@ -87,7 +87,7 @@ def test_stderr_of_a_correct_answer_is_kept_as_text(graded_class):
 def test_release_has_no_solution_hidden_test_or_mark_scheme(graded_class):
     course = graded_class["course"]
     text = course.release_notebook(AID).read_text(encoding="utf-8")
-    assert find_leaks(text, secret_lines(course.source_notebook(AID))) == []
+    assert find_leaks(notebook_text(course.release_notebook(AID)), secret_lines(course.source_notebook(AID))) == []
     for marker in ("HIDDEN_MARKER_KL", "MARK_SCHEME_MARKER", "safe_p = np.where"):
         assert marker not in text
 

@@ -12,7 +12,7 @@ import pytest
 
 from fixtures.grading_helpers import AID, fixture_course, tree_digest
 from kdcourse.grading.course import Course, CourseError, parse_spec
-from kdcourse.grading.leaks import find_leaks, secret_lines
+from kdcourse.grading.leaks import find_leaks, notebook_text, secret_lines
 from kdcourse.grading.policy import failure_reason
 from kdcourse.grading.preprocessors import StderrAsStdout
 
@@ -157,6 +157,18 @@ def test_secret_lines_of_the_fixture():
     assert kinds == {"solution", "hidden test", "mark scheme"}
     assert find_leaks("nothing to see", secrets) == []
     assert find_leaks("### BEGIN HIDDEN TESTS", secrets) != []
+    a_secret = next(line for line, kind in secrets.items() if kind == "solution")
+    assert find_leaks(f"x = 1\n    {a_secret}\n", secrets) != []  # a whole line: a leak
+    assert find_leaks(f"Call `{a_secret}` when you are done.", secrets) == []  # quoted in prose: not a leak
+
+
+def test_release_leak_scan_reads_cell_sources_not_json(tmp_path):
+    secrets = secret_lines(FIXTURE_SOURCE)
+    a_secret = next(line for line, kind in secrets.items() if kind == "solution")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"def f():\n    {a_secret}\n")])
+    path = tmp_path / "leaky.ipynb"
+    nbformat.write(nb, str(path))
+    assert find_leaks(notebook_text(path), secrets) != []
 
 
 FIXTURE_SOURCE = Path(__file__).parent / "fixtures" / "course" / "notebooks" / "assignments" / AID / f"{AID}.ipynb"

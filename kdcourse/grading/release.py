@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .course import Course
-from .leaks import find_leaks, secret_lines
+from .leaks import find_leaks, notebook_text, secret_lines
 from .nbapi import GradingError, checked, make_api
 
 
@@ -22,7 +22,7 @@ def release(course: Course, assignments=None, api=None, log=print) -> list[Path]
         notebook = course.release_notebook(aid)
         if not notebook.is_file():
             raise GradingError(f"releasing {aid}: nbgrader wrote no {notebook}")
-        leaks = find_leaks(notebook.read_text(encoding="utf-8"), secret_lines(course.source_notebook(aid)))
+        leaks = find_leaks(notebook_text(notebook), secret_lines(course.source_notebook(aid)))
         if leaks:
             raise GradingError(f"release of {aid} leaks instructor-only text: " + "; ".join(leaks[:5]))
         log(f"released {aid} -> {notebook.relative_to(course.root)}")
