@@ -137,11 +137,13 @@ def _run(
     seed: int,
     progress: bool | None,
     description: str,
+    loss_offset: float = 0.0,
 ) -> History:
     """Shared loop: Adam on ``batch_loss(*batch)``; one host sync per epoch.
 
     ``training_tensors`` (features first) are shuffled together once per epoch; each step then takes
-    contiguous slices of them, which are views, not copies.
+    contiguous slices of them, which are views, not copies. ``loss_offset`` is a constant (it carries
+    no gradient) added to the epoch's mean loss before it is recorded.
     """
     _check_run_arguments(epochs, lr, batch_size)
     device = data.X_train.device
@@ -149,6 +151,8 @@ def _run(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
     generator = torch.Generator().manual_seed(seed)
     n = training_tensors[0].shape[0]
+    starts = range(0, n, batch_size)
+    batch_weights = torch.tensor([min(batch_size, n - start) / n for start in starts], device=device)
     history = History()
     initial = _metrics_tensors(model, data.X_val, data.y_val, reference_val_logits).tolist()
     history.append(0, math.nan, dict(zip(("kl", "accuracy", "agreement"), initial)))
@@ -157,16 +161,16 @@ def _run(
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
         shuffled = [tensor[order] for tensor in training_tensors]
-        total = torch.zeros((), device=device)
-        for start in range(0, n, batch_size):
-            batch = [tensor[start : start + batch_size] for tensor in shuffled]
-            loss = batch_loss(*batch)
+        losses = []
+        for start in starts:
+            loss = batch_loss(*[tensor[start : start + batch_size] for tensor in shuffled])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total = total + loss.detach() * batch[0].shape[0]
+            losses.append(loss.detach())
+        mean_loss = (torch.stack(losses) * batch_weights).sum() + loss_offset
         metrics = _metrics_tensors(model, data.X_val, data.y_val, reference_val_logits)
-        values = torch.cat([(total / n).reshape(1), metrics]).tolist()  # the epoch's one host sync
+        values = torch.cat([mean_loss.reshape(1), metrics]).tolist()  # the epoch's one host sync
         history.append(epoch, values[0], dict(zip(("kl", "accuracy", "agreement"), values[1:])))
         bar.set_postfix(loss=f"{values[0]:.3f}", val_kl=f"{values[1]:.3f}", val_acc=f"{values[2]:.3f}")
     bar.close()
@@ -241,26 +245,31 @@ def distill(
     # The teacher is frozen: its tempered distribution is computed once, not every step.
     teacher_log_probs = F.log_softmax(_logits(teacher, data.X_train).detach() / temperature, dim=-1)
     teacher_probs = teacher_log_probs.exp()
-    teacher_entropy = -(teacher_probs * teacher_log_probs).sum(dim=-1)
     teacher_val = _logits(teacher, data.X_val).detach()
     scale = temperature**2
+    soft_weight = 1.0 - alpha
+    offset = 0.0
+    if direction == "forward":
+        # KL(p_t ‖ p_s) = CE(p_t, p_s) − H(p_t). H(p_t) carries no gradient, so each step minimises the
+        # soft-label cross-entropy (one fused kernel) and the epoch's mean loss gets −T²·mean H(p_t) back.
+        teacher_entropy = -(teacher_probs * teacher_log_probs).sum(dim=-1).mean()
+        offset = -soft_weight * scale * float(teacher_entropy)
 
-    def soft_loss(student_logits: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor,
-                  h_teacher: torch.Tensor) -> torch.Tensor:
+    def soft_loss(student_logits: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor
+                  ) -> torch.Tensor:
         if direction == "forward":
-            # KL(p_t ‖ p_s) = CE(p_t, p_s) − H(p_t); soft-label cross-entropy is one fused kernel.
-            return scale * (F.cross_entropy(student_logits / temperature, p_teacher) - h_teacher.mean())
+            return scale * F.cross_entropy(student_logits / temperature, p_teacher)
         log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
         return scale * kl_from_log_probs(log_p_student, log_p_teacher, "reverse").mean()
 
-    def batch_loss(X: torch.Tensor, y: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor,
-                   h_teacher: torch.Tensor) -> torch.Tensor:
+    def batch_loss(X: torch.Tensor, y: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor
+                   ) -> torch.Tensor:
         student_logits = student(X)
-        soft = soft_loss(student_logits, log_p_teacher, p_teacher, h_teacher)
+        soft = soft_loss(student_logits, log_p_teacher, p_teacher)
         if alpha == 0:
             return soft
-        return alpha * F.cross_entropy(student_logits, y) + (1 - alpha) * soft
+        return alpha * F.cross_entropy(student_logits, y) + soft_weight * soft
 
-    tensors = (data.X_train, data.y_train, teacher_log_probs, teacher_probs, teacher_entropy)
+    tensors = (data.X_train, data.y_train, teacher_log_probs, teacher_probs)
     return _run(student, data, tensors, batch_loss, epochs, lr, batch_size, teacher_val, seed, progress,
-                "distill")
+                "distill", loss_offset=offset)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from kdcourse import data, models, training
+from kdcourse import data, distillation_loss, models, training
 from kdcourse.device import describe_device, pick_device
 
 
@@ -176,3 +176,17 @@ def test_progress_bar_goes_to_stderr_in_a_terminal(blobs, capsys):
     assert "train" in capsys.readouterr().err
     training.train(model, blobs, epochs=2, progress=False, device="cpu")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("direction, alpha", [("forward", 0.0), ("forward", 0.3), ("reverse", 0.0)])
+def test_recorded_training_loss_is_the_objective(blobs, trained_teacher, direction, alpha):
+    # One full-batch step with a negligible learning rate: the recorded loss is the objective at the start.
+    torch.manual_seed(4)
+    student = models.make_student(blobs.num_features, blobs.num_classes, width=8)
+    with torch.no_grad():
+        z, v = student(blobs.X_train), trained_teacher.eval()(blobs.X_train)
+        soft = distillation_loss(z, v, 3.0, direction=direction)
+        expected = alpha * torch.nn.functional.cross_entropy(z, blobs.y_train) + (1 - alpha) * soft
+    history = training.distill(student, trained_teacher, blobs, epochs=1, lr=1e-12, batch_size=100_000,
+                               temperature=3.0, alpha=alpha, direction=direction, progress=False, device="cpu")
+    assert history.train_loss[1] == pytest.approx(expected.item(), rel=1e-5)
