@@ -338,6 +338,15 @@ def test_kl_div_exercise_rejects_other_losses(body):
         assert "the exercise is to fix the F.kl_div call" in _message(check, fn)
 
 
+def test_unanswered_kl_div_exercise_raises_not_implemented():
+    def kd_loss_fixed(z, v, T):
+        raise NotImplementedError()
+
+    for check in (lambda f: a02.check_kd_loss_fixed(f), lambda f: a02.check_kd_loss_fixed_values(f, _KD_CASES)):
+        with pytest.raises(NotImplementedError):
+            check(kd_loss_fixed)
+
+
 def test_kl_div_exercise_needs_kl_div():
     fn = _student(
         "def kd_loss_fixed(z, v, T):\n"

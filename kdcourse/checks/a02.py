@@ -346,6 +346,8 @@ _NOT_KL_DIV = ("distillation_loss", "combined_loss", "kl_divergence", "rel_entr"
 
 def _require_kl_div_fix(kd_loss_fixed) -> None:
     """The exercise is to repair the ``F.kl_div`` call: the answer must still make it, and no other loss."""
+    # an unanswered stub raises NotImplementedError first, like every other exercise
+    call_student(kd_loss_fixed, "kd_loss_fixed", _t(_Z).clone().requires_grad_(True), _t(_V), 1.0)
     other = find_delegation(kd_loss_fixed, banned_names=_NOT_KL_DIV)
     if other is not None:
         raise WrongAnswer(
