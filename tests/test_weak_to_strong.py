@@ -10,6 +10,7 @@ from sklearn.tree import DecisionTreeClassifier
 from kdcourse.weak_to_strong import (
     SklearnTeacher,
     fit_linear_student,
+    measure_weak_to_strong,
     performance_gap_recovered,
     run_weak_to_strong,
 )
@@ -111,3 +112,13 @@ def test_training_much_longer_fits_the_teacher_and_loses_the_gain():
     short, long = run_weak_to_strong(epochs=10), run_weak_to_strong(epochs=100)
     assert long.weak_to_strong_accuracy < short.weak_to_strong_accuracy - 0.02
     assert long.performance_gap_recovered < short.performance_gap_recovered
+
+
+def test_measuring_the_experiment_does_not_hand_out_the_pgr():
+    torch.set_num_threads(1)
+    accuracies = measure_weak_to_strong()
+    assert not hasattr(accuracies, "performance_gap_recovered")
+    assert "performance_gap_recovered" not in accuracies.as_dict()
+    assert "PGR" not in repr(accuracies) and "gap" not in repr(accuracies)
+    full = run_weak_to_strong()
+    assert {k: v for k, v in full.as_dict().items() if k != "performance_gap_recovered"} == accuracies.as_dict()
