@@ -5,7 +5,7 @@ teacher/student pair whose weights are drawn from numpy (so they are the same on
 torch version) the checks take one step with ``torch.optim.SGD`` and compare the student's update with
 the update of a trusted reference step. Because an SGD update is ``-lr * gradient``, equal updates mean
 equal gradients. When the update differs, the checks compare it with the updates that known mistakes
-would produce (reverse KL, missing :math:`T^2`, α on the wrong term, temperature on one side, gradients
+would produce (the reverse KL(p_s‖p_t), missing :math:`T^2`, α on the wrong term, temperature on one side, gradients
 not zeroed, ...) and name the mistake.
 
 Every failure raises :class:`~kdcourse.checks.common.WrongAnswer`; nothing here writes to stderr.
@@ -22,7 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import WrongAnswer, call_student, check_answer, check_choice, close, require, require_answered
+from kdcourse.weak_to_strong import measure_weak_to_strong
+
+from .common import (
+    WrongAnswer,
+    call_student,
+    check_answer,
+    check_choice,
+    close,
+    forbid_delegation,
+    require,
+    require_answered,
+)
 
 __all__ = [
     "check_distill_step",
@@ -31,6 +42,7 @@ __all__ = [
     "check_pgr_function",
     "check_pgr_values",
     "check_pgr_number",
+    "check_pgr_digits",
     "check_choice",
     "check_answer",
 ]
@@ -45,6 +57,9 @@ _SGD = torch.optim.SGD
 _deepcopy = copy.deepcopy
 _Tensor = torch.Tensor
 _isfinite = math.isfinite
+# The digits experiment, captured here so that the hidden check of ``pgr_digits`` recomputes its
+# accuracies with trusted code instead of reading variables that the notebook's unlocked cells set.
+_measure_weak_to_strong = measure_weak_to_strong
 
 # --- the fixed scenario ---------------------------------------------------------------------
 
@@ -341,15 +356,26 @@ def _check_pgr_case(fn, weak, transferred, ceiling, expected) -> None:
     )
 
 
+#: Names that hand the exercise to the course's own implementation (``kdcourse.weak_to_strong``) or
+#: read the PGR off the experiment's result object.
+BANNED_PGR_NAMES = ("performance_gap_recovered", "kdcourse", "weak_to_strong", "run_weak_to_strong")
+
+
+def _forbid_pgr_delegation(fn) -> None:
+    forbid_delegation(fn, "performance_gap_recovered", banned_names=BANNED_PGR_NAMES)
+
+
 def check_pgr_function(fn) -> None:
     """Visible checks of ``performance_gap_recovered(weak, weak_to_strong, ceiling)``."""
+    _forbid_pgr_delegation(fn)
     _check_pgr_case(fn, 0.6, 0.65, 0.8, _pgr(0.6, 0.65, 0.8))
     _check_pgr_case(fn, 0.5, 0.9, 0.9, 1.0)
 
 
 def check_pgr_values(fn, cases) -> None:
     """Hidden checks: ``cases`` are ``((weak, weak_to_strong, ceiling), expected)`` with float64 expectations;
-    also the ValueError when there is no gap."""
+    also the ValueError when there is no gap, and that the formula is written out (no library call)."""
+    _forbid_pgr_delegation(fn)
     for (weak, transferred, ceiling), expected in cases:
         _check_pgr_case(fn, weak, transferred, ceiling, expected)
     for weak, ceiling in ((0.7, 0.7), (0.9, 0.8)):
@@ -385,3 +411,16 @@ def check_pgr_number(value, weak, transferred, ceiling, name: str = "pgr_digits"
         f"{name} = {float(value):.4f} is not the PGR of the digits experiment"
         + (f": {message}" if message else ": use the weak teacher's, the distilled student's and the ceiling's test accuracies")
     )
+
+
+def check_pgr_digits(value, name: str = "pgr_digits") -> None:
+    """Hidden check of the digits experiment's PGR against a trusted rerun of the experiment.
+
+    The three accuracies are recomputed here with :func:`kdcourse.weak_to_strong.measure_weak_to_strong`
+    as captured when the checks were imported (it always runs on the CPU with its own seed, so the rerun
+    reproduces the notebook's numbers), never taken from the notebook's variables.
+    """
+    require_answered(value, name, "compute it with your performance_gap_recovered")
+    accuracies = _measure_weak_to_strong()
+    check_pgr_number(value, accuracies.weak_accuracy, accuracies.weak_to_strong_accuracy,
+                     accuracies.strong_ceiling_accuracy, name=name)
