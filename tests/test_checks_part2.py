@@ -342,3 +342,168 @@ def test_number_and_answer_checks():
         a04.check_number("2.12", 2.12, "entropy_forward")
     with pytest.raises(WrongAnswer, match="mass-covering"):
         a04.check_answer("B", "C", "reverse_kl_behaviour", {"B": "reverse KL is mass-covering"})
+
+
+# --- a03: the PGR is written out, and pgr_digits is checked against a trusted rerun -------------
+
+import kdcourse.weak_to_strong  # noqa: E402
+
+
+def pgr_via_kdcourse(weak, transferred, ceiling):
+    return kdcourse.weak_to_strong.performance_gap_recovered(weak, transferred, ceiling)
+
+
+class _Result:
+    performance_gap_recovered = 0.5
+
+
+def pgr_read_off_a_result(weak, transferred, ceiling):
+    return _Result.performance_gap_recovered if ceiling > weak else pgr(weak, transferred, ceiling)
+
+
+@pytest.mark.parametrize(
+    "delegating", [kdcourse.weak_to_strong.performance_gap_recovered, pgr_via_kdcourse, pgr_read_off_a_result]
+)
+def test_pgr_delegation_is_rejected_by_the_visible_and_hidden_checks(delegating):
+    with pytest.raises(WrongAnswer, match="write the formula yourself"):
+        a03.check_pgr_function(delegating)
+    with pytest.raises(WrongAnswer, match="write the formula yourself"):
+        a03.check_pgr_values(delegating, HIDDEN_CASES)
+
+
+# Measured on the CPU with measure_weak_to_strong() (its defaults, one torch thread): the tree's, the
+# distilled student's and the ceiling's test accuracies, and the PGR of these three numbers.
+DIGITS_ACCURACIES = (0.675, 0.8055555555555556, 0.9361111111111111)
+DIGITS_PGR = 0.5000000000000001
+
+
+def test_the_digits_rerun_reproduces_the_recorded_accuracies():
+    torch.set_num_threads(1)
+    measured = kdcourse.weak_to_strong.measure_weak_to_strong()
+    assert (measured.weak_accuracy, measured.weak_to_strong_accuracy, measured.strong_ceiling_accuracy) == DIGITS_ACCURACIES
+    assert math.isclose(pgr(*DIGITS_ACCURACIES), DIGITS_PGR, rel_tol=1e-12)
+
+
+def test_pgr_digits_is_checked_against_the_rerun_not_the_notebook_variables(monkeypatch):
+    torch.set_num_threads(1)
+    a03.check_pgr_digits(DIGITS_PGR)
+    # A notebook that changed the experiment's numbers (or the function the notebook calls) cannot move
+    # the expectation: the check uses the function captured when it was imported.
+    fake = kdcourse.weak_to_strong.WeakToStrongAccuracies(0.5, 0.9, 0.95, 0.5, 1, 1, 1)
+    monkeypatch.setattr(kdcourse.weak_to_strong, "measure_weak_to_strong", lambda *a, **k: fake)
+    with pytest.raises(WrongAnswer, match="not the PGR of the digits experiment"):
+        a03.check_pgr_digits(pgr(0.5, 0.9, 0.95))
+    with pytest.raises(WrongAnswer, match="percentage"):
+        a03.check_pgr_digits(100 * DIGITS_PGR)
+    with pytest.raises(NotImplementedError):
+        a03.check_pgr_digits(None)
+
+
+# --- a04: torch.xlogy is allowed in the reverse loss ---------------------------------------------
+
+
+def xlogy_reverse(z, v, T):
+    """T²·KL(p_s‖p_t) with the p·log p term written with torch.xlogy (as assignment 2 teaches)."""
+    p = torch.softmax(z / T, dim=-1)
+    return T**2 * (torch.xlogy(p, p) - p * torch.log_softmax(v / T, dim=-1)).sum(dim=-1).mean()
+
+
+def xlogy_reverse_clamped(z, v, T):
+    """The same with xlogy's second argument clamped away from 0, so its gradient stays finite."""
+    p = torch.softmax(z / T, dim=-1)
+    return T**2 * (torch.xlogy(p, p.clamp_min(1e-300)) - p * torch.log_softmax(v / T, dim=-1)).sum(dim=-1).mean()
+
+
+# Hidden cases of the notebook without saturated logits (values as in the notebook's hidden test).
+HIDDEN_REVERSE_MODERATE = [(([[5.0, 0.0, -5.0, 1.0]], [[0.0, 4.0, 0.0, -3.0]], 4.0), 8.84206988915573)]
+
+
+def test_a_correct_xlogy_reverse_loss_passes():
+    assert "xlogy" not in a04.BANNED_LOSS_NAMES
+    a04.check_reverse_loss(xlogy_reverse)
+    a04.check_reverse_loss_values(xlogy_reverse, HIDDEN_REVERSE_MODERATE)
+    a04.check_reverse_loss(xlogy_reverse_clamped)
+    a04.check_reverse_loss_values(xlogy_reverse_clamped, HIDDEN_REVERSE + HIDDEN_REVERSE_MODERATE)
+
+
+def test_a_nan_gradient_at_saturated_logits_is_named():
+    with pytest.raises(WrongAnswer, match="gradient with respect to the student's logits contains NaN"):
+        a04.check_reverse_loss_values(xlogy_reverse, HIDDEN_REVERSE)
+
+
+# --- a04: scenario C is rerun inside the check --------------------------------------------------
+
+# Measured on the CPU with a04.scenario_c_predictions("cpu") (one torch thread): the notebook's scenario C.
+SCENARIO_C = {"accuracy_before": 0.8277777777777777, "accuracy_after": 0.7444444444444445,
+              "copied_before": 0.1328125, "copied_after": 0.375}
+
+
+def test_scenario_c_check_reruns_the_scenario_and_leaves_the_random_state_alone():
+    torch.set_num_threads(1)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    a04.check_scenario_c_numbers(dict(SCENARIO_C), device=torch.device("cpu"))
+    after_check = (np.random.rand(), torch.rand(1).item())
+    np.random.seed(5)
+    torch.manual_seed(5)
+    assert (np.random.rand(), torch.rand(1).item()) == after_check
+    for name, wrong in [("accuracy_after", 0.75), ("copied_after", 0.1328125)]:
+        with pytest.raises(WrongAnswer, match=f"{name} = .* is not right: accuracy compares with the true labels"):
+            a04.check_scenario_c_numbers({**SCENARIO_C, name: wrong}, device=torch.device("cpu"))
+    with pytest.raises(NotImplementedError):
+        a04.check_scenario_c_numbers({**SCENARIO_C, "copied_before": None}, device=torch.device("cpu"))
+
+
+# --- notebooks and messages: release shape and wording --------------------------------------------
+
+import ast  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PART2_NOTEBOOKS = [
+    ROOT / "notebooks/assignments/a03_teacher_student/a03_teacher_student.ipynb",
+    ROOT / "notebooks/assignments/a04_dissimilarity_and_reverse_kl/a04_dissimilarity_and_reverse_kl.ipynb",
+    *sorted((ROOT / "notebooks/lectures").glob("l0[34]_*.ipynb")),
+]
+
+
+def _cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("path", PART2_NOTEBOOKS[:2], ids=lambda p: p.stem)
+def test_markdown_answer_cells_have_no_stub_outside_the_solution(path):
+    for cell in _cells(path):
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] == "markdown" and meta.get("solution"):
+            text = "".join(cell["source"])
+            outside = text.split("### BEGIN SOLUTION")[0] + text.split("### END SOLUTION")[-1]
+            assert "YOUR ANSWER HERE" not in outside, meta["grade_id"]
+
+
+DIRECTION_WORD = re.compile(r"\b(forward|reverse)\b", re.IGNORECASE)
+KL_WITH_ARGUMENTS = re.compile(r"KL\}?\\?\(|KL\(")
+
+
+def _unnamed_directions(text):
+    """Sentences that say forward or reverse (outside code spans) without a KL with its arguments."""
+    text = re.sub(r"`[^`]*`", "", text)
+    return [s for s in re.split(r"(?<=[.;:?!])\s+|\n\s*[*\d]", text) if DIRECTION_WORD.search(s)
+            and not KL_WITH_ARGUMENTS.search(s) and "KL(" not in s.replace(r"\mathrm{KL}", "KL")]
+
+
+@pytest.mark.parametrize("path", PART2_NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_prose_writes_both_arguments_of_each_named_direction(path):
+    for cell in _cells(path):
+        if cell["cell_type"] == "markdown":
+            assert _unnamed_directions("".join(cell["source"])) == []
+
+
+@pytest.mark.parametrize("module", ["a03.py", "a04.py"])
+def test_check_messages_write_both_arguments_of_each_named_direction(module):
+    tree = ast.parse((ROOT / "kdcourse/checks" / module).read_text(encoding="utf-8"))
+    strings = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    prose = [s for s in strings if " " in s]  # skip identifiers such as "reverse"
+    assert [s for s in prose if _unnamed_directions(s)] == []
