@@ -1,4 +1,4 @@
-r"""An interactive forward/reverse switch over the constrained fits of :mod:`kdcourse.fits`.
+r"""An interactive switch between minimising KL(p_t‖q) and KL(q‖p_t) over the fits of :mod:`kdcourse.fits`.
 
 :func:`direction_view` is a pure function: given a direction (``"forward"`` minimises
 :math:`\mathrm{KL}(p_t \,\|\, q)`, ``"reverse"`` minimises :math:`\mathrm{KL}(q \,\|\, p_t)`) and a toy
@@ -55,12 +55,16 @@ class DirectionView:
     figure: Figure
 
     def summary(self) -> str:
-        objective = "KL(p_t‖q)" if self.direction == "forward" else "KL(q‖p_t)"
         return (
-            f"minimising {objective} ({self.direction}): KL(p_t‖q) = {self.forward_kl:.3f}, "
+            f"minimising {_objective(self.direction)}: KL(p_t‖q) = {self.forward_kl:.3f}, "
             f"KL(q‖p_t) = {self.reverse_kl:.3f} nats; entropy {self.entropy:.2f} "
             f"(teacher {self.teacher_entropy:.2f}) nats. {self.mass_note}"
         )
+
+
+def _objective(direction: str) -> str:
+    """The divergence a direction minimises, with both arguments written out (teacher p_t, student q)."""
+    return "KL(p_t‖q)" if direction == "forward" else "KL(q‖p_t)"
 
 
 def _mass_note(fit: GaussianFit | ClassFit) -> str:
@@ -95,7 +99,7 @@ def direction_view(direction: str = "forward", problem: str = "gaussian", show_o
             else:
                 for patch in artist:
                     patch.set_alpha(0.3)
-    ax.set_title(f"{ax.get_title()}: selected {direction} KL")
+    ax.set_title(f"{ax.get_title()}: selected min {_objective(direction)}")
     plt.close(figure)
     return DirectionView(
         direction=direction,
@@ -110,7 +114,7 @@ def direction_view(direction: str = "forward", problem: str = "gaussian", show_o
 
 
 def direction_explorer(problem: str = "gaussian"):
-    """An ipywidgets ``interactive`` with a forward/reverse switch and a problem selector.
+    """An ipywidgets ``interactive`` with a KL(p_t‖q) / KL(q‖p_t) switch and a problem selector.
 
     ``explorer.result`` is the :class:`DirectionView` of the current setting, so the widget can be
     tested headlessly by setting a control's ``.value``.
@@ -120,7 +124,7 @@ def direction_explorer(problem: str = "gaussian"):
 
     check_choice(problem, PROBLEMS, "problem")
     direction = widgets.ToggleButtons(
-        options=[("forward: min KL(p_t‖q)", "forward"), ("reverse: min KL(q‖p_t)", "reverse")],
+        options=[("min KL(p_t‖q)", "forward"), ("min KL(q‖p_t)", "reverse")],
         value="forward", description="direction",
     )
     problem_box = widgets.ToggleButtons(options=list(PROBLEMS), value=problem, description="problem")

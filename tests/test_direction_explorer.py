@@ -35,8 +35,17 @@ def test_view_returns_a_labelled_figure_and_a_summary_naming_both_arguments():
     view = direction_view("reverse", "gaussian")
     assert isinstance(view.figure, Figure)
     ax = view.figure.axes[0]
-    assert ax.get_xlabel() and ax.get_ylabel() and "reverse" in ax.get_title()
-    assert "KL(q‖p_t)" in view.summary() and "KL(p_t‖q)" in view.summary()
+    assert ax.get_xlabel() and ax.get_ylabel() and "selected min KL(q‖p_t)" in ax.get_title()
+    assert "minimising KL(q‖p_t)" in view.summary() and "KL(p_t‖q) =" in view.summary()
+    assert "selected min KL(p_t‖q)" in direction_view("forward", "gaussian").figure.axes[0].get_title()
+
+
+def test_texts_never_name_a_direction_without_its_arguments():
+    view = direction_view("reverse", "gaussian")
+    texts = [view.summary(), view.figure.axes[0].get_title()]
+    texts += [label for label, _ in direction_explorer().children[0].options]
+    for text in texts:
+        assert "forward" not in text.lower() and "reverse" not in text.lower(), text
 
 
 def test_view_without_the_other_fit_draws_one_student():
