@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 from torch import nn
@@ -133,6 +134,8 @@ def fit_linear_student(
     lr: float = 0.01,
     batch_size: int = 64,
     seed: int = 0,
+    confidence_weight: float = 0.0,
+    warmup_fraction: float = 0.2,
 ) -> nn.Linear:
     r"""Train a linear softmax student on soft targets with :math:`\mathrm{KL}(p_{\text{target}} \| p_\theta)`.
 
@@ -141,9 +144,22 @@ def fit_linear_student(
     few epochs the student stops before it has memorised the teacher's mistakes, which is what
     lets it generalise past its teacher (Burns et al. note the same role of early stopping).
 
+    ``confidence_weight`` :math:`w > 0` adds the auxiliary confidence loss of Burns et al. (2023):
+
+    .. math::
+        L = (1 - w_t)\,\mathrm{KL}(p_{\text{target}} \,\|\, p_\theta) + w_t\,\mathrm{CE}(\hat y_\theta, p_\theta),
+
+    where :math:`\hat y_\theta` is the student's own hardened prediction (the argmax of its
+    probabilities divided by their batch mean per class, so that no class takes over) and
+    :math:`w_t` rises linearly from 0 to :math:`w` over the first ``warmup_fraction`` of the steps.
+    It lets the strong student trust itself where the weak teacher is unsure.
+
     Raises:
-        ValueError: mismatched shapes, or rows of ``target_probabilities`` that are not distributions.
+        ValueError: mismatched shapes, rows of ``target_probabilities`` that are not distributions, or
+            ``confidence_weight`` outside [0, 1).
     """
+    if not 0.0 <= confidence_weight < 1.0:
+        raise ValueError(f"confidence_weight must be in [0, 1) (got {confidence_weight})")
     if X.ndim != 2 or target_probabilities.ndim != 2 or X.shape[0] != target_probabilities.shape[0]:
         raise ValueError(
             "X must be (n, features) and target_probabilities (n, classes) with the same n "
@@ -158,15 +174,28 @@ def fit_linear_student(
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     teacher_logits = torch.log(target_probabilities.clamp_min(PROBABILITY_FLOOR))
     n = X.shape[0]
+    warmup_steps = max(1.0, warmup_fraction * epochs * math.ceil(n / batch_size))
+    step = 0
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
             optimizer.zero_grad()
-            loss = distillation_loss(student(X[index]), teacher_logits[index], temperature=1.0, check_finite=False)
+            logits = student(X[index])
+            loss = distillation_loss(logits, teacher_logits[index], temperature=1.0, check_finite=False)
+            if confidence_weight > 0:
+                weight = confidence_weight * min(1.0, step / warmup_steps)
+                loss = (1 - weight) * loss + weight * F.cross_entropy(logits, _hardened(logits))
             loss.backward()
             optimizer.step()
+            step += 1
     return student
+
+
+def _hardened(logits: torch.Tensor) -> torch.Tensor:
+    """The student's own class-balanced hard labels: argmax of p / (batch mean of p), no gradient."""
+    probabilities = torch.softmax(logits.detach(), dim=-1)
+    return (probabilities / probabilities.mean(dim=0, keepdim=True)).argmax(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -219,6 +248,7 @@ def measure_weak_to_strong(
     lr: float = 0.01,
     batch_size: int = 64,
     seed: int = 0,
+    confidence_weight: float = 0.0,
 ) -> WeakToStrongAccuracies:
     """The whole weak-to-strong experiment on the CPU; deterministic for a given ``seed``.
 
@@ -242,7 +272,7 @@ def measure_weak_to_strong(
     soft_labels = torch.as_tensor(tree.predict_proba(X_transfer), dtype=torch.float32)
     one_hot = torch.nn.functional.one_hot(torch.as_tensor(y_transfer), num_classes).float()
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    distilled = fit_linear_student(X_transfer_t, soft_labels, **settings)
+    distilled = fit_linear_student(X_transfer_t, soft_labels, confidence_weight=confidence_weight, **settings)
     ceiling = fit_linear_student(X_transfer_t, one_hot, **settings)
 
     with torch.no_grad():
@@ -270,13 +300,14 @@ def run_weak_to_strong(
     lr: float = 0.01,
     batch_size: int = 64,
     seed: int = 0,
+    confidence_weight: float = 0.0,
 ) -> WeakToStrongResult:
     """:func:`measure_weak_to_strong` plus the performance gap recovered of its three accuracies.
 
     With the defaults: weak ≈ 0.68, ceiling ≈ 0.94, weak-to-strong ≈ 0.81, PGR ≈ 0.5.
     """
     accuracies = measure_weak_to_strong(data, max_depth=max_depth, epochs=epochs, lr=lr,
-                                        batch_size=batch_size, seed=seed)
+                                        batch_size=batch_size, seed=seed, confidence_weight=confidence_weight)
     pgr = performance_gap_recovered(
         accuracies.weak_accuracy, accuracies.weak_to_strong_accuracy, accuracies.strong_ceiling_accuracy
     )
