@@ -191,3 +191,18 @@ def test_cli_lists_the_instructor_commands():
         assert command in help_text
     args = build_parser().parse_args(["autograde", AID, "--student", "s1", "--jobs", "2"])
     assert (args.assignment, args.student, args.jobs) == (AID, ["s1"], 2)
+
+
+def test_simulated_written_answers_leave_out_the_mark_scheme():
+    from kdcourse.grading.submissions import model_answer
+
+    text = "The teacher's small probabilities rank the wrong classes.\n\nMark scheme (2 points): 1 point for ...\n"
+    assert model_answer(text) == "The teacher's small probabilities rank the wrong classes.\n"
+    assert model_answer("No scheme here.\n") == "No scheme here.\n"
+
+
+def test_mark_scheme_paragraph_of_a_written_answer_is_secret():
+    secrets = secret_lines(Path(__file__).parents[1] / "notebooks" / "assignments" / "a01_kl_divergence"
+                           / "a01_kl_divergence.ipynb", kinds=("mark scheme",))
+    assert secrets and all(kind == "mark scheme" for kind in secrets.values())
+    assert any(line.startswith("Mark scheme") for line in secrets)

@@ -14,11 +14,16 @@ _BLOCKS = {
     "hidden test": (re.compile(r"BEGIN HIDDEN TESTS"), re.compile(r"END HIDDEN TESTS")),
     "mark scheme": (re.compile(r"BEGIN MARK SCHEME"), re.compile(r"END MARK SCHEME")),
 }
+_MARK_SCHEME_PARAGRAPH = re.compile(r"Mark scheme\b", re.IGNORECASE)
 MIN_LINE = 12  # shorter lines ("return x", "else:") are too common to mean anything
 
 
 def secret_lines(source_notebook: Path, kinds=("solution", "hidden test", "mark scheme")) -> dict[str, str]:
-    """Lines of ``source_notebook`` that only occur inside instructor-only blocks: ``{line: kind}``."""
+    """Lines of ``source_notebook`` that only occur inside instructor-only blocks: ``{line: kind}``.
+
+    Inside a solution block, a paragraph that starts with "Mark scheme" and everything after it count
+    as mark scheme, not solution.
+    """
     nb = nbformat.read(str(source_notebook), as_version=4)
     inside: dict[str, str] = {}
     outside: set[str] = set()
@@ -34,6 +39,8 @@ def secret_lines(source_notebook: Path, kinds=("solution", "hidden test", "mark 
             if closed:
                 current = None
                 continue
+            if current == "solution" and _MARK_SCHEME_PARAGRAPH.match(line):
+                current = "mark scheme"  # a written answer's mark scheme follows its model answer
             if len(line) < MIN_LINE:
                 continue
             if current is None:

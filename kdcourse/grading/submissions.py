@@ -2,7 +2,8 @@
 
 * blank -- the release notebook as a student receives it;
 * solution -- the release notebook with every solution cell filled from the source notebook (the text
-  between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` kept, the marker lines dropped);
+  between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` kept, the marker lines dropped; a written
+  answer keeps its model answer but not the instructor's "Mark scheme" paragraph that follows it);
 * misconception -- the solution with the cells named in the instructor file's ``replace`` table swapped
   for the wrong-but-plausible source given there.
 """
@@ -31,6 +32,19 @@ def strip_markers(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not _MARKER_RE.match(line)).strip("\n") + "\n"
 
 
+_MARK_SCHEME_RE = re.compile(r"^\s*Mark scheme\b", re.IGNORECASE)
+
+
+def model_answer(source: str) -> str:
+    """A written answer as a student would hand it in: the text before its "Mark scheme" paragraph."""
+    kept = []
+    for line in source.splitlines():
+        if _MARK_SCHEME_RE.match(line):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip("\n") + "\n"
+
+
 def read_notebook(path: Path):
     return nbformat.read(str(path), as_version=4)
 
@@ -55,7 +69,8 @@ def solution_notebook(course: Course, assignment: str):
     for grade_id, cell in solution_cells(nb).items():
         if grade_id not in source:
             raise CourseError(f"{assignment}: solution cell {grade_id!r} of the release is not in the source")
-        cell.source = strip_markers(source[grade_id].source)
+        text = strip_markers(source[grade_id].source)
+        cell.source = model_answer(text) if cell.cell_type == "markdown" else text
     return nb
 
 
