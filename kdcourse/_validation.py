@@ -114,6 +114,14 @@ def check_temperature(temperature: Any) -> float:
     return temperature
 
 
+def check_alpha(alpha: Any) -> float:
+    """Return the loss weight ``alpha`` as a float, raising unless it is a number in [0, 1]."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1] (got {alpha!r})")
+    return float(alpha)
+
+
 def check_choice(value: Any, allowed: tuple[str, ...], name: str) -> str:
     """Raise unless ``value`` is one of the ``allowed`` strings."""
     if value not in allowed:

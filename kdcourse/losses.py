@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdcourse._validation import check_choice, check_temperature
+from kdcourse._validation import check_alpha, check_choice, check_temperature
 
 __all__ = ["distillation_loss", "combined_loss"]
 
@@ -134,8 +134,7 @@ def combined_loss(
         ValueError: ``alpha`` outside [0, 1], ``targets`` not integer class indices of shape
             ``(batch,)`` within range, plus everything :func:`distillation_loss` rejects.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be a number in [0, 1] (got {alpha!r})")
+    alpha = check_alpha(alpha)
     _check_logits(student_logits, teacher_logits)
     if not isinstance(targets, torch.Tensor) or targets.dtype not in (torch.int64, torch.int32):
         raise ValueError("targets must be a torch tensor of integer class indices")
@@ -151,4 +150,4 @@ def combined_loss(
     soft = distillation_loss(
         student_logits, teacher_logits, temperature=temperature, check_finite=check_finite
     )
-    return float(alpha) * hard + (1.0 - float(alpha)) * soft
+    return alpha * hard + (1.0 - alpha) * soft

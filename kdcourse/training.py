@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from kdcourse._validation import check_temperature
+from kdcourse._validation import check_alpha, check_choice, check_temperature
 from kdcourse.data import DataSplits
 from kdcourse.device import pick_device
-from kdcourse.losses import distillation_loss, kl_from_log_probs
+from kdcourse.losses import DIRECTIONS, distillation_loss, kl_from_log_probs
 
 __all__ = ["History", "seed_everything", "evaluate", "train", "distill", "progress_enabled"]
 
@@ -234,10 +234,8 @@ def distill(
     with :math:`\mathrm{KL}(p_s^T \,\|\, p_t^T)` for ``direction="reverse"``. ``teacher`` is an
     ``nn.Module`` or any callable mapping features to logits; its logits are computed once.
     """
-    if direction not in ("forward", "reverse"):
-        raise ValueError(f"direction must be 'forward' or 'reverse' (got {direction!r})")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be a number in [0, 1] (got {alpha!r})")
+    check_choice(direction, DIRECTIONS, "direction")
+    alpha = check_alpha(alpha)
     temperature = check_temperature(temperature)
     student, data, device = _prepare(student, data, device)
     if isinstance(teacher, nn.Module):

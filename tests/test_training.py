@@ -154,7 +154,7 @@ def test_bad_training_arguments(blobs, kwargs, pattern):
 
 def test_bad_distill_arguments(blobs, trained_teacher):
     student = models.make_student(blobs.num_features, blobs.num_classes)
-    with pytest.raises(ValueError, match="direction must be 'forward' or 'reverse'"):
+    with pytest.raises(ValueError, match="direction must be one of 'forward', 'reverse'"):
         training.distill(student, trained_teacher, blobs, direction="sideways", progress=False)
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         training.distill(student, trained_teacher, blobs, temperature=0, progress=False)
