@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from kdcourse.data import DataSplits, load_digits_splits, make_overlapping_class
 from kdcourse.losses import distillation_loss
 from kdcourse.models import make_student, make_teacher
 from kdcourse.training import distill, evaluate, seed_everything, train
+from machine import machine_lines  # benchmarks/machine.py, beside this script
 
 GOAL_RATIO = 3.0
 DATASETS = {
@@ -99,30 +99,6 @@ def dataloader_distill(
             _val_agree = (val_student.argmax(-1) == val_teacher.argmax(-1)).float().mean().item()
     student.eval()
     return losses
-
-
-def machine_description(threads: int) -> list[str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable = os.cpu_count()
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu_name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return [
-        f"machine : {cpu_name}; {os.cpu_count()} logical cores ({usable} usable); load average {load}",
-        f"software: python {platform.python_version()}, torch {torch.__version__}, "
-        f"kdcourse {kdcourse.__version__}",
-        f"threads : torch.get_num_threads() = {torch.get_num_threads()} (asked for {threads}), "
-        f"interop = {torch.get_num_interop_threads()}",
-    ]
 
 
 def median_range(values: list[float], fmt: str) -> str:
@@ -244,7 +220,7 @@ def main() -> None:
     os.environ.setdefault("KDCOURSE_PROGRESS", "0")
 
     print("kdcourse.training.distill vs a DataLoader distillation loop (CPU)")
-    for line in machine_description(args.threads):
+    for line in machine_lines(args.threads):
         print(line)
     print(f"config  : epochs {args.epochs}, batch {args.batch_size}, Adam lr {args.lr}, "
           f"T {args.temperature}, "

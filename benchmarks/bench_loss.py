@@ -39,7 +39,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 
 import kdcourse
 from kdcourse.losses import distillation_loss
+from machine import machine_lines  # benchmarks/machine.py, beside this script
 
 GOAL_RATIO = 1.1
 CASES = ((4096, 10), (512, 32000))
@@ -200,26 +200,6 @@ def time_case(batch: int, classes: int, temperature: float, rounds: int, block_s
 
     return {"calls": calls, "per_call": per_call, "ratios": paired(per_call),
             "cpu_ratios": paired(cpu_per_call)}
-
-
-def machine_lines(threads: int) -> list[str]:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    cpu_name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu_name = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return [
-        f"machine : {cpu_name}; {os.cpu_count()} logical cores ({usable} usable); load average {load}",
-        f"software: python {platform.python_version()}, torch {torch.__version__}, "
-        f"kdcourse {kdcourse.__version__}",
-        f"threads : torch.get_num_threads() = {torch.get_num_threads()} (asked for {threads})",
-    ]
 
 
 def fmt_time(seconds: float) -> str:
