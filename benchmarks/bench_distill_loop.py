@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-import kdcourse
 from kdcourse.data import DataSplits, load_digits_splits, make_overlapping_classes
 from kdcourse.losses import distillation_loss
 from kdcourse.models import make_student, make_teacher

@@ -48,7 +48,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-import kdcourse
 from kdcourse.losses import distillation_loss
 from machine import machine_lines  # benchmarks/machine.py, beside this script
 
