@@ -36,6 +36,7 @@ from kdcourse.data import DataSplits, load_digits_splits, make_overlapping_class
 from kdcourse.losses import distillation_loss
 from kdcourse.models import make_student, make_teacher
 from kdcourse.training import distill, evaluate, seed_everything, train
+
 from machine import machine_lines  # benchmarks/machine.py, beside this script
 
 GOAL_RATIO = 3.0

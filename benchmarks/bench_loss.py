@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from kdcourse.losses import distillation_loss
+
 from machine import machine_lines  # benchmarks/machine.py, beside this script
 
 GOAL_RATIO = 1.1
@@ -273,8 +274,8 @@ def main() -> None:
         verdict = "meets" if kd_ratio <= GOAL_RATIO else "ABOVE"
         same = values["between"]["value"] < 1e-4 and values["between"]["grad"] < 1e-4
         line = (f"{'':<11} time ratio kdcourse / kl_div: wall {wall_ratio:.3f}, CPU {cpu_ratio:.3f} -> "
-                f"{verdict} the goal of <= {GOAL_RATIO} (on {basis} time); same value: {'yes' if same else 'NO'} (loss rel diff "
-                f"{values['between']['value']:.1e}, grad rel diff {values['between']['grad']:.1e})")
+                f"{verdict} the goal of <= {GOAL_RATIO} (on {basis} time); same value: {'yes' if same else 'NO'} "
+                f"(loss rel diff {values['between']['value']:.1e}, grad rel diff {values['between']['grad']:.1e})")
         print(line)
         if memory:
             kd_mem = memory[KDCOURSE]["tensor_peak"] / mib

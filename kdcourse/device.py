@@ -28,6 +28,8 @@ def _accelerator_available(kind: str) -> bool:
 def _requested(prefer: str | None) -> tuple[str, str]:
     """Return (choice, where the choice came from)."""
     if prefer is not None:
+        if not isinstance(prefer, str):
+            raise TypeError(f"prefer must be a str or None, not {type(prefer).__name__} ({prefer!r})")
         return prefer.lower(), "requested by the caller"
     from_env = os.environ.get(DEVICE_ENV_VAR, "").strip().lower()
     if from_env:
@@ -50,11 +52,22 @@ def _auto_choice() -> str:
 def pick_device(prefer: str | None = None) -> torch.device:
     """Return the device to train on.
 
-    Order when automatic: CUDA, then Apple MPS, then CPU. ``prefer`` (or the environment variable
-    ``KDCOURSE_DEVICE``) forces ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    Parameters
+    ----------
+    prefer : {"auto", "cpu", "cuda", "mps"}, optional
+        Forces a choice (case-insensitive). Without it the environment variable ``KDCOURSE_DEVICE``
+        decides, and without that the order is CUDA, then Apple MPS, then the CPU.
 
-    Raises:
-        ValueError: an unknown choice, or a forced accelerator that this machine does not have.
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    TypeError
+        If ``prefer`` is not a string.
+    ValueError
+        An unknown choice, or a forced accelerator that this machine does not have.
     """
     choice, _ = _requested(prefer)
     if choice not in _CHOICES:
@@ -67,7 +80,25 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 
 def describe_device(device: torch.device | str | None = None, prefer: str | None = None) -> str:
-    """One line saying which device is used and why, e.g. for a notebook's setup cell."""
+    """One line saying which device is used and why, e.g. for a notebook's setup cell.
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        The device to describe; default :func:`pick_device` of ``prefer``.
+    prefer : str, optional
+        As for :func:`pick_device`; also decides the "why" part of the sentence.
+
+    Returns
+    -------
+    str
+        For example ``"Using CPU: no CUDA or MPS accelerator was found (torch 2.13.0, 1 CPU threads)."``
+
+    Raises
+    ------
+    ValueError
+        As :func:`pick_device`.
+    """
     choice, source = _requested(prefer)
     device = torch.device(device) if device is not None else pick_device(prefer)
     if device.type == "cuda":

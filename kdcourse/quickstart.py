@@ -1,6 +1,7 @@
 """A short end-to-end distillation run: teacher, student from scratch, distilled student.
 
-Used by ``kdcourse distill-demo`` and the course demo; prints a results table.
+Run it with ``python -m kdcourse.quickstart``: it trains on scikit-learn's bundled digits (on the
+device :func:`kdcourse.device.pick_device` chooses) and prints a results table.
 """
 
 from __future__ import annotations
@@ -12,11 +13,32 @@ import torch
 
 from kdcourse import data as datasets
 from kdcourse import models, training
+from kdcourse._validation import MAX_SEED, check_scalar
 from kdcourse.device import describe_device, pick_device
+
+__all__ = ["ResultRow", "run_distillation_demo", "format_table", "main"]
 
 
 @dataclass(frozen=True)
 class ResultRow:
+    """One model's line of the results table.
+
+    Attributes
+    ----------
+    name : str
+        What the model is.
+    parameters : int
+        Trainable parameters.
+    test_accuracy : float
+        Accuracy on the test split.
+    test_kl_to_teacher : float
+        Mean KL(p_teacher ‖ p_model) on the test split at T = 1, nats.
+    test_agreement : float
+        Share of test examples where the model's top class is the teacher's.
+    seconds : float
+        Wall time of its training.
+    """
+
     name: str
     parameters: int
     test_accuracy: float
@@ -28,11 +50,38 @@ class ResultRow:
 def run_distillation_demo(
     seed: int = 0, epochs: int = 25, temperature: float = 4.0, alpha: float = 0.5, progress: bool | None = None
 ) -> list[ResultRow]:
-    """Train a teacher on digits, a narrow student on labels, and the same student distilled.
+    r"""Train a teacher on digits, a narrow student on labels, and the same student distilled.
 
-    The distilled student minimises ``alpha·CE + (1-alpha)·T²·KL(p_t^T ‖ p_s^T)``. Returns one row per
-    model with test accuracy, mean test KL(teacher ‖ model) in nats and top-1 agreement.
+    The distilled student minimises :math:`\alpha\,\mathrm{CE} + (1-\alpha)\,T^2\,\mathrm{KL}(p_t^T \| p_s^T)`
+    from the same initial weights as the student trained on labels.
+
+    Parameters
+    ----------
+    seed : int, default=0
+        Seeds the split, the initialisations and the shuffling, in ``[0, 2**32 - 2]``.
+    epochs : int, default=25
+        Epochs of each of the three trainings, >= 0.
+    temperature : float, default=4.0
+        :math:`T > 0` of the distillation.
+    alpha : float, default=0.5
+        Weight of the hard-label cross-entropy, in [0, 1].
+    progress : bool, optional
+        Show progress bars; see :func:`kdcourse.training.progress_enabled`.
+
+    Returns
+    -------
+    list of ResultRow
+        The teacher, the student trained on labels, the distilled student.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad scalar argument, before anything is trained.
     """
+    epochs = check_scalar(epochs, "epochs", int, min_val=0)
+    temperature = check_scalar(temperature, "temperature", float, min_val=0, include_boundaries="neither")
+    alpha = check_scalar(alpha, "alpha", float, min_val=0, max_val=1)
+    seed = check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED - 1)  # the students use seed + 1
     device = pick_device()
     splits = datasets.load_digits_splits(seed=seed).to(device)
     rows = []
@@ -65,20 +114,35 @@ def run_distillation_demo(
 
 
 def format_table(rows: list[ResultRow]) -> str:
-    """The results as a fixed-width text table."""
-    header = f"{'model':<34} {'params':>7} {'test acc':>9} {'KL(t‖m)':>9} {'agree':>7} {'seconds':>8}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(f"{row.name:<34} {row.parameters:>7d} {row.test_accuracy:>9.3f} "
-                     f"{row.test_kl_to_teacher:>9.3f} {row.test_agreement:>7.3f} {row.seconds:>8.2f}")
-    return "\n".join(lines)
+    """The results as a text table (:func:`kdcourse.tables.format_table`): a header, a rule, one line per row."""
+    from kdcourse.tables import format_table as table
+
+    return table(["model", "params", "test acc", "KL(t‖m)", "agree", "seconds"],
+                 [[r.name, r.parameters, f"{r.test_accuracy:.3f}", f"{r.test_kl_to_teacher:.3f}",
+                   f"{r.test_agreement:.3f}", f"{r.seconds:.2f}"] for r in rows], align="lrrrrr")
 
 
-def main(progress: bool | None = None) -> int:
+def main(progress: bool | None = None, epochs: int = 25, seed: int = 0) -> int:
+    """Print the device, the data and the table of :func:`run_distillation_demo`; return 0.
+
+    Parameters
+    ----------
+    progress : bool, optional
+        Show progress bars.
+    epochs : int, default=25
+        Epochs of each training (a test uses 1 or 2).
+    seed : int, default=0
+        As for :func:`run_distillation_demo`.
+
+    Returns
+    -------
+    int
+        0, the exit status.
+    """
     torch.set_num_threads(1)
     print(describe_device())
     print("Data: scikit-learn digits (bundled), 60/20/20 split; KL in nats on the test split.")
-    print(format_table(run_distillation_demo(progress=progress)))
+    print(format_table(run_distillation_demo(seed=seed, epochs=epochs, progress=progress)))
     return 0
 
 

@@ -3,6 +3,8 @@ r"""Training on labels and distilling from a teacher, fast on a CPU for toy size
 Both loops keep the whole dataset on the device, draw mini-batches by indexing a shuffled
 permutation, precompute the (frozen) teacher's logits once, and synchronise with the host only
 once per epoch. They return a :class:`History` whose entry 0 is measured before any update.
+Every step's loss is :func:`kdcourse.losses.combined_loss_from_log_probs`, the same function
+:func:`kdcourse.losses.combined_loss` and :func:`kdcourse.losses.distillation_loss` compute with.
 
 The "dissimilarity score" logged as ``val_kl`` is the mean over validation examples of
 :math:`\mathrm{KL}(p_t \,\|\, p_s)` at temperature 1, in nats, where :math:`p_t` is the teacher's
@@ -23,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from kdcourse._validation import check_alpha, check_choice, check_temperature
+from kdcourse._validation import MAX_SEED, check_choice, check_scalar
 from kdcourse.data import DataSplits
 from kdcourse.device import pick_device
-from kdcourse.losses import DIRECTIONS, distillation_loss, kl_from_log_probs
+from kdcourse.losses import DIRECTIONS, combined_loss_from_log_probs, distillation_loss
 
 __all__ = ["History", "seed_everything", "evaluate", "train", "distill", "progress_enabled"]
 
@@ -34,14 +36,39 @@ PROGRESS_ENV_VAR = "KDCOURSE_PROGRESS"
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python's, numpy's and torch's random number generators (CPU and CUDA)."""
+    """Seed Python's, numpy's and torch's random number generators (CPU and CUDA).
+
+    Parameters
+    ----------
+    seed : int, default=0
+        In ``[0, 2**32 - 1]`` (numpy's range).
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an int.
+    ValueError
+        If ``seed`` is out of range.
+    """
+    seed = check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def progress_enabled(progress: bool | None = None) -> bool:
-    """Resolve the ``progress`` argument: ``None`` means on unless ``KDCOURSE_PROGRESS=0``."""
+    """Resolve the ``progress`` argument.
+
+    Parameters
+    ----------
+    progress : bool or None, default=None
+        ``None`` means on unless the environment variable ``KDCOURSE_PROGRESS`` is ``0``, ``false``,
+        ``no`` or ``off``.
+
+    Returns
+    -------
+    bool
+    """
     if progress is not None:
         return bool(progress)
     return os.environ.get(PROGRESS_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
@@ -49,7 +76,21 @@ def progress_enabled(progress: bool | None = None) -> bool:
 
 @dataclass
 class History:
-    """Per-epoch record of a run. Index 0 is before training (``train_loss`` is NaN there)."""
+    """Per-epoch record of a run. Index 0 is before training (``train_loss`` is NaN there).
+
+    Attributes
+    ----------
+    epoch : list of int
+        0, 1, ..., epochs.
+    train_loss : list of float
+        The mean training loss over the epoch's mini-batches (weighted by their sizes), in nats.
+    val_kl : list of float
+        Mean KL(p_reference ‖ p_model) at T = 1 on the validation split, in nats (NaN without a reference).
+    val_accuracy : list of float
+        Accuracy on the validation labels.
+    val_agreement : list of float
+        Share of validation examples where the model's top class is the reference's (NaN without one).
+    """
 
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
@@ -58,6 +99,7 @@ class History:
     val_agreement: list[float] = field(default_factory=list)
 
     def append(self, epoch: int, train_loss: float, metrics: dict[str, float]) -> None:
+        """Record one epoch; ``metrics`` has the keys ``kl``, ``accuracy`` and ``agreement``."""
         self.epoch.append(epoch)
         self.train_loss.append(train_loss)
         self.val_kl.append(metrics["kl"])
@@ -65,6 +107,7 @@ class History:
         self.val_agreement.append(metrics["agreement"])
 
     def as_dict(self) -> dict[str, list]:
+        """The five lists by name."""
         return asdict(self)
 
     def last(self) -> dict[str, float]:
@@ -109,20 +152,36 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy on ``y`` and, given a reference (teacher), mean KL(p_ref ‖ p_model) and top-1 agreement.
 
-    Returns a dict with keys ``kl``, ``accuracy``, ``agreement`` (NaN without a reference).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps ``X`` to logits; evaluated in eval mode (its mode is restored afterwards).
+    X : torch.Tensor
+        ``(n, num_features)`` features.
+    y : torch.Tensor
+        ``(n,)`` labels.
+    reference : nn.Module or callable, optional
+        Maps ``X`` to reference logits (e.g. the teacher).
+
+    Returns
+    -------
+    dict
+        ``kl`` (mean KL(p_ref ‖ p_model) at T = 1, nats), ``accuracy`` and ``agreement`` (top-1);
+        ``kl`` and ``agreement`` are NaN without a reference.
     """
     reference_logits = None if reference is None else _logits(reference, X)
     kl, accuracy, agreement = _metrics_tensors(model, X, y, reference_logits).tolist()
     return {"kl": kl, "accuracy": accuracy, "agreement": agreement}
 
 
-def _check_run_arguments(epochs: int, lr: float, batch_size: int) -> None:
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer (got {epochs!r})")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0 (got {lr})")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
+def _check_loop_arguments(epochs, lr, batch_size, seed) -> tuple[int, float, int, int]:
+    """The scalar arguments both loops share, validated."""
+    return (
+        check_scalar(epochs, "epochs", int, min_val=0),
+        check_scalar(lr, "lr", float, min_val=0, include_boundaries="neither"),
+        check_scalar(batch_size, "batch_size", int, min_val=1),
+        check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED),
+    )
 
 
 def _run(
@@ -137,15 +196,12 @@ def _run(
     seed: int,
     progress: bool | None,
     description: str,
-    loss_offset: float = 0.0,
 ) -> History:
     """Shared loop: Adam on ``batch_loss(*batch)``; one host sync per epoch.
 
     ``training_tensors`` (features first) are shuffled together once per epoch; each step then takes
-    contiguous slices of them, which are views, not copies. ``loss_offset`` is a constant (it carries
-    no gradient) added to the epoch's mean loss before it is recorded.
+    contiguous slices of them, which are views, not copies. The arguments are already validated.
     """
-    _check_run_arguments(epochs, lr, batch_size)
     device = data.X_train.device
     # The fused Adam kernel updates all parameters in one call (CPU and CUDA); same maths.
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
@@ -168,7 +224,7 @@ def _run(
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
-        mean_loss = (torch.stack(losses) * batch_weights).sum() + loss_offset
+        mean_loss = (torch.stack(losses) * batch_weights).sum()
         metrics = _metrics_tensors(model, data.X_val, data.y_val, reference_val_logits)
         values = torch.cat([mean_loss.reshape(1), metrics]).tolist()  # the epoch's one host sync
         history.append(epoch, values[0], dict(zip(("kl", "accuracy", "agreement"), values[1:])))
@@ -194,12 +250,43 @@ def train(
     progress: bool | None = None,
     seed: int = 0,
 ) -> History:
-    """Train ``model`` on the true labels with cross-entropy (Adam).
+    """Train ``model`` on the true labels with cross-entropy (Adam), in place.
 
-    ``reference`` (e.g. a teacher) is only measured against: the history's ``val_kl`` and
-    ``val_agreement`` compare the model to it. The model is trained in place on ``device``
-    (default :func:`~kdcourse.device.pick_device`).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps ``(batch, num_features)`` features to logits.
+    data : DataSplits
+        Trained on ``X_train, y_train``; measured on ``X_val, y_val``.
+    epochs : int, default=30
+        Passes over the training split, >= 0.
+    lr : float, default=3e-3
+        Adam's learning rate, > 0.
+    batch_size : int, default=64
+        Mini-batch size, >= 1 (the last batch of an epoch may be smaller).
+    reference : nn.Module or callable, optional
+        Only measured against (e.g. a teacher): the history's ``val_kl`` and ``val_agreement`` compare
+        the model to it.
+    device : torch.device or str, optional
+        Where to train; default :func:`~kdcourse.device.pick_device`.
+    progress : bool, optional
+        Show a progress bar; see :func:`progress_enabled`.
+    seed : int, default=0
+        Seeds the shuffling, in ``[0, 2**32 - 1]``.
+
+    Returns
+    -------
+    History
+        Entry 0 before training, then one entry per epoch.
+
+    Raises
+    ------
+    TypeError
+        If ``epochs``, ``batch_size`` or ``seed`` is not an int, or ``lr`` not a real number.
+    ValueError
+        If one of them is out of range.
     """
+    epochs, lr, batch_size, seed = _check_loop_arguments(epochs, lr, batch_size, seed)
     model, data, device = _prepare(model, data, device)
     if isinstance(reference, nn.Module):
         reference = reference.to(device)
@@ -228,46 +315,59 @@ def distill(
 ) -> History:
     r"""Distil ``teacher`` into ``student`` (trained in place; the teacher is never updated).
 
-    Per batch the loss is
-    :math:`\alpha\,\mathrm{CE}(y, p_s) + (1-\alpha)\,T^2\,\mathrm{KL}(p_t^T \,\|\, p_s^T)` for
-    ``direction="forward"`` (``alpha=0`` by default: pure distillation, labels unused), or the same
-    with :math:`\mathrm{KL}(p_s^T \,\|\, p_t^T)` for ``direction="reverse"``. ``teacher`` is an
-    ``nn.Module`` or any callable mapping features to logits; its logits are computed once.
+    Per mini-batch the loss is
+
+    .. math:: \alpha\,\mathrm{CE}(y, p_s) + (1-\alpha)\,T^2\,\mathrm{KL}(p_t^T \,\|\, p_s^T)
+
+    for ``direction="forward"`` (``alpha=0`` by default: pure distillation, labels unused), or the same
+    with :math:`\mathrm{KL}(p_s^T \,\|\, p_t^T)` for ``direction="reverse"``: exactly
+    :func:`kdcourse.losses.combined_loss_from_log_probs`, with the frozen teacher's tempered
+    log-probabilities computed once per run. The history's ``train_loss`` is that objective's epoch
+    mean (nats).
+
+    Parameters
+    ----------
+    student : torch.nn.Module
+        Maps features to logits; trained in place.
+    teacher : nn.Module or callable
+        Maps features to logits; its logits are computed once, without gradient.
+    data : DataSplits
+        Trained on ``X_train`` (and ``y_train`` when ``alpha > 0``); measured on the validation split.
+    epochs, lr, batch_size, device, progress, seed
+        As for :func:`train`.
+    temperature : float, default=4.0
+        :math:`T > 0` of the soft term.
+    alpha : float, default=0.0
+        Weight of the hard-label cross-entropy, in [0, 1].
+    direction : {"forward", "reverse"}, default="forward"
+        KL(teacher ‖ student) or KL(student ‖ teacher).
+
+    Returns
+    -------
+    History
+        ``val_kl`` and ``val_agreement`` compare the student with the teacher.
+
+    Raises
+    ------
+    TypeError
+        If a scalar argument has the wrong type.
+    ValueError
+        If a scalar argument is out of range or ``direction`` is unknown.
     """
     check_choice(direction, DIRECTIONS, "direction")
-    alpha = check_alpha(alpha)
-    temperature = check_temperature(temperature)
+    alpha = check_scalar(alpha, "alpha", float, min_val=0, max_val=1)
+    temperature = check_scalar(temperature, "temperature", float, min_val=0, include_boundaries="neither")
+    epochs, lr, batch_size, seed = _check_loop_arguments(epochs, lr, batch_size, seed)
     student, data, device = _prepare(student, data, device)
     if isinstance(teacher, nn.Module):
         teacher = teacher.to(device)
     # The teacher is frozen: its tempered distribution is computed once, not every step.
     teacher_log_probs = F.log_softmax(_logits(teacher, data.X_train).detach() / temperature, dim=-1)
-    teacher_probs = teacher_log_probs.exp()
     teacher_val = _logits(teacher, data.X_val).detach()
-    scale = temperature**2
-    soft_weight = 1.0 - alpha
-    offset = 0.0
-    if direction == "forward":
-        # KL(p_t ‖ p_s) = CE(p_t, p_s) − H(p_t). H(p_t) carries no gradient, so each step minimises the
-        # soft-label cross-entropy (one fused kernel) and the epoch's mean loss gets −T²·mean H(p_t) back.
-        teacher_entropy = -(teacher_probs * teacher_log_probs).sum(dim=-1).mean()
-        offset = -soft_weight * scale * float(teacher_entropy)
 
-    def soft_loss(student_logits: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor
-                  ) -> torch.Tensor:
-        if direction == "forward":
-            return scale * F.cross_entropy(student_logits / temperature, p_teacher)
-        log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
-        return scale * kl_from_log_probs(log_p_student, log_p_teacher, "reverse").mean()
+    def batch_loss(X: torch.Tensor, y: torch.Tensor, log_p_teacher: torch.Tensor) -> torch.Tensor:
+        return combined_loss_from_log_probs(student(X), y, log_p_teacher, alpha, temperature, direction)
 
-    def batch_loss(X: torch.Tensor, y: torch.Tensor, log_p_teacher: torch.Tensor, p_teacher: torch.Tensor
-                   ) -> torch.Tensor:
-        student_logits = student(X)
-        soft = soft_loss(student_logits, log_p_teacher, p_teacher)
-        if alpha == 0:
-            return soft
-        return alpha * F.cross_entropy(student_logits, y) + soft_weight * soft
-
-    tensors = (data.X_train, data.y_train, teacher_log_probs, teacher_probs)
+    tensors = (data.X_train, data.y_train, teacher_log_probs)
     return _run(student, data, tensors, batch_loss, epochs, lr, batch_size, teacher_val, seed, progress,
-                "distill", loss_offset=offset)
+                "distill")

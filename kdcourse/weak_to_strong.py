@@ -19,22 +19,26 @@ gap between the weak teacher and the ceiling the distilled student closes is the
 
 PGR = 0 means the student only copied its teacher; PGR = 1 means it did as well as if it had seen
 the true labels. Everything here runs on the CPU in well under a second: the models are tiny.
+scikit-learn is imported when a tree is trained.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
-from sklearn.tree import DecisionTreeClassifier
 from torch import nn
 
+from kdcourse._validation import MAX_SEED, check_scalar
 from kdcourse.data import DataSplits, load_digits_splits
 from kdcourse.losses import distillation_loss
+
+if TYPE_CHECKING:
+    from sklearn.tree import DecisionTreeClassifier
 
 __all__ = [
     "performance_gap_recovered",
@@ -53,12 +57,7 @@ PROBABILITY_FLOOR = 1e-8
 
 
 def _accuracy_value(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number in [0, 1] (got {type(value).__name__})")
-    value = float(value)
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be an accuracy in [0, 1] (got {value})")
-    return value
+    return check_scalar(value, name, float, min_val=0, max_val=1)
 
 
 def performance_gap_recovered(
@@ -69,20 +68,29 @@ def performance_gap_recovered(
     .. math::
         \mathrm{PGR} = \frac{a_{w\to s} - a_w}{a_{\text{ceil}} - a_w}
 
-    Args:
-        weak_accuracy: test accuracy :math:`a_w` of the weak teacher, in [0, 1].
-        weak_to_strong_accuracy: test accuracy :math:`a_{w\to s}` of the strong student trained
-            on the weak teacher's labels, in [0, 1].
-        strong_ceiling_accuracy: test accuracy :math:`a_{\text{ceil}}` of the strong student
-            trained on ground truth, in [0, 1].
+    Parameters
+    ----------
+    weak_accuracy : float
+        Test accuracy :math:`a_w` of the weak teacher, in [0, 1].
+    weak_to_strong_accuracy : float
+        Test accuracy :math:`a_{w\to s}` of the strong student trained on the weak teacher's labels,
+        in [0, 1].
+    strong_ceiling_accuracy : float
+        Test accuracy :math:`a_{\text{ceil}}` of the strong student trained on ground truth, in [0, 1].
 
-    Returns:
-        A float; 0 = no better than the teacher, 1 = the whole gap recovered. It can be negative
-        (worse than the teacher) or above 1.
+    Returns
+    -------
+    float
+        0 = no better than the teacher, 1 = the whole gap recovered. It can be negative (worse than
+        the teacher) or above 1.
 
-    Raises:
-        ValueError: an argument is not a number in [0, 1], or the ceiling is not above the weak
-            accuracy (then there is no gap to recover and PGR is undefined).
+    Raises
+    ------
+    TypeError
+        If an argument is not a real number.
+    ValueError
+        If an argument is outside [0, 1] or not finite, or the ceiling is not above the weak accuracy
+        (then there is no gap to recover and PGR is undefined).
     """
     weak = _accuracy_value(weak_accuracy, "weak_accuracy")
     transferred = _accuracy_value(weak_to_strong_accuracy, "weak_to_strong_accuracy")
@@ -100,10 +108,25 @@ class SklearnTeacher(nn.Module):
 
     The logits are ``log(max(predict_proba(X), PROBABILITY_FLOOR))``, so ``softmax`` of them gives
     back the classifier's probabilities (up to the floor). No parameters, no gradient.
+
+    Parameters
+    ----------
+    classifier : fitted scikit-learn classifier
+        Must have ``predict_proba`` and have been fitted on the classes ``0 .. num_classes - 1``.
+    num_classes : int
+        Number of classes, >= 1.
+
+    Raises
+    ------
+    TypeError
+        If ``num_classes`` is not an int.
+    ValueError
+        If ``num_classes < 1``, the classifier has no ``predict_proba``, or was fitted on other classes.
     """
 
     def __init__(self, classifier, num_classes: int):
         super().__init__()
+        num_classes = check_scalar(num_classes, "num_classes", int, min_val=1)
         if not hasattr(classifier, "predict_proba"):
             raise ValueError("classifier must have a predict_proba method (a fitted scikit-learn classifier)")
         classes = np.asarray(getattr(classifier, "classes_", np.arange(num_classes)))
@@ -115,15 +138,41 @@ class SklearnTeacher(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``(n, num_classes)``, on ``X``'s device, in ``X``'s float dtype (else float32)."""
         probabilities = self.classifier.predict_proba(X.detach().cpu().numpy())
         logits = np.log(np.maximum(probabilities, PROBABILITY_FLOOR))
         return torch.as_tensor(logits, dtype=X.dtype if X.is_floating_point() else torch.float32, device=X.device)
 
 
 def train_weak_teacher(X: np.ndarray, y: np.ndarray, max_depth: int = 5, seed: int = 0) -> DecisionTreeClassifier:
-    """A decision tree of depth ``max_depth`` fitted on ground-truth labels."""
-    if not (isinstance(max_depth, int) and max_depth >= 1):
-        raise ValueError(f"max_depth must be a positive integer (got {max_depth!r})")
+    """A decision tree of depth at most ``max_depth`` fitted on ground-truth labels.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(n, num_features)`` features.
+    y : numpy.ndarray
+        ``(n,)`` labels.
+    max_depth : int, default=5
+        >= 1.
+    seed : int, default=0
+        The tree's ``random_state``, in ``[0, 2**32 - 1]``.
+
+    Returns
+    -------
+    sklearn.tree.DecisionTreeClassifier
+
+    Raises
+    ------
+    TypeError
+        If ``max_depth`` or ``seed`` is not an int.
+    ValueError
+        If ``max_depth < 1`` or ``seed`` is out of range.
+    """
+    from sklearn.tree import DecisionTreeClassifier
+
+    max_depth = check_scalar(max_depth, "max_depth", int, min_val=1)
+    seed = check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED)
     return DecisionTreeClassifier(max_depth=max_depth, random_state=seed).fit(X, y)
 
 
@@ -154,12 +203,45 @@ def fit_linear_student(
     :math:`w_t` rises linearly from 0 to :math:`w` over the first ``warmup_fraction`` of the steps.
     It lets the strong student trust itself where the weak teacher is unsure.
 
-    Raises:
-        ValueError: mismatched shapes, rows of ``target_probabilities`` that are not distributions, or
-            ``confidence_weight`` outside [0, 1).
+    Parameters
+    ----------
+    X : torch.Tensor
+        ``(n, num_features)`` features.
+    target_probabilities : torch.Tensor
+        ``(n, num_classes)`` rows that are distributions (soft labels, or one-hot for ground truth).
+    epochs : int, default=10
+        Passes over the data, >= 0.
+    lr : float, default=0.01
+        Adam's learning rate, > 0.
+    batch_size : int, default=64
+        >= 1.
+    seed : int, default=0
+        Seeds the initialisation and the shuffling, in ``[0, 2**32 - 1]``.
+    confidence_weight : float, default=0.0
+        :math:`w`, in [0, 1).
+    warmup_fraction : float, default=0.2
+        Share of the steps over which :math:`w_t` rises to :math:`w`, in [0, 1].
+
+    Returns
+    -------
+    torch.nn.Linear
+        The trained student (logits ``X @ W.T + b``).
+
+    Raises
+    ------
+    TypeError
+        If a scalar argument has the wrong type.
+    ValueError
+        A scalar argument out of range, mismatched shapes, or rows of ``target_probabilities`` that are
+        not distributions.
     """
-    if not 0.0 <= confidence_weight < 1.0:
-        raise ValueError(f"confidence_weight must be in [0, 1) (got {confidence_weight})")
+    epochs = check_scalar(epochs, "epochs", int, min_val=0)
+    lr = check_scalar(lr, "lr", float, min_val=0, include_boundaries="neither")
+    batch_size = check_scalar(batch_size, "batch_size", int, min_val=1)
+    seed = check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED)
+    confidence_weight = check_scalar(confidence_weight, "confidence_weight", float, min_val=0, max_val=1,
+                                     include_boundaries="left")
+    warmup_fraction = check_scalar(warmup_fraction, "warmup_fraction", float, min_val=0, max_val=1)
     if X.ndim != 2 or target_probabilities.ndim != 2 or X.shape[0] != target_probabilities.shape[0]:
         raise ValueError(
             "X must be (n, features) and target_probabilities (n, classes) with the same n "
@@ -200,10 +282,23 @@ def _hardened(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class WeakToStrongAccuracies:
-    """Test accuracies of the three models of the experiment (floats), and the split sizes.
+    """Test accuracies of the three models of the experiment, and the split sizes.
 
     The performance gap recovered is left out on purpose: it is computed from these three numbers
     (see :func:`performance_gap_recovered` and :class:`WeakToStrongResult`).
+
+    Attributes
+    ----------
+    weak_accuracy : float
+        The tree teacher's test accuracy.
+    weak_to_strong_accuracy : float
+        The linear student's, trained on the tree's soft labels.
+    strong_ceiling_accuracy : float
+        The linear student's, trained on the true labels of the same examples.
+    student_teacher_agreement : float
+        Share of test examples where the distilled student and the tree predict the same class.
+    weak_train_size, transfer_size, test_size : int
+        Examples the tree learned from, the student learned from, and tested on.
     """
 
     weak_accuracy: float
@@ -215,6 +310,7 @@ class WeakToStrongAccuracies:
     test_size: int
 
     def as_dict(self) -> dict:
+        """The fields by name."""
         return asdict(self)
 
 
@@ -256,8 +352,31 @@ def measure_weak_to_strong(
     stratified halves: the weak tree learns from the first half's true labels; the linear student
     learns from the tree's probabilities on the second half (weak-to-strong) or from that half's
     true labels (ceiling). Accuracies are on the test split. With the defaults: weak ≈ 0.68,
-    ceiling ≈ 0.94, weak-to-strong ≈ 0.81. Returns the accuracies only (no PGR).
+    ceiling ≈ 0.94, weak-to-strong ≈ 0.81.
+
+    Parameters
+    ----------
+    data : DataSplits, optional
+        Default ``load_digits_splits(seed=0)``; moved to the CPU.
+    max_depth : int, default=5
+        Depth of the weak tree, see :func:`train_weak_teacher`.
+    epochs, lr, batch_size, seed, confidence_weight
+        As for :func:`fit_linear_student`; ``seed`` also seeds the halving and the tree.
+
+    Returns
+    -------
+    WeakToStrongAccuracies
+        The accuracies only (no PGR).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad scalar argument (``seed`` here, the others by :func:`train_weak_teacher` and
+        :func:`fit_linear_student`).
     """
+    from sklearn.model_selection import train_test_split
+
+    seed = check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED)
     data = (data if data is not None else load_digits_splits(seed=0)).to("cpu")
     X_train = data.X_train.numpy()
     y_train = data.y_train.numpy()
@@ -293,21 +412,30 @@ def measure_weak_to_strong(
     )
 
 
-def run_weak_to_strong(
-    data: DataSplits | None = None,
-    max_depth: int = 5,
-    epochs: int = 10,
-    lr: float = 0.01,
-    batch_size: int = 64,
-    seed: int = 0,
-    confidence_weight: float = 0.0,
-) -> WeakToStrongResult:
+def run_weak_to_strong(data: DataSplits | None = None, **settings: Any) -> WeakToStrongResult:
     """:func:`measure_weak_to_strong` plus the performance gap recovered of its three accuracies.
 
     With the defaults: weak ≈ 0.68, ceiling ≈ 0.94, weak-to-strong ≈ 0.81, PGR ≈ 0.5.
+
+    Parameters
+    ----------
+    data : DataSplits, optional
+        As for :func:`measure_weak_to_strong`.
+    **settings
+        ``max_depth``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``confidence_weight``: the keyword
+        arguments of :func:`measure_weak_to_strong`, with its defaults.
+
+    Returns
+    -------
+    WeakToStrongResult
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`measure_weak_to_strong`, and as :func:`performance_gap_recovered` when the ceiling is
+        not above the weak accuracy.
     """
-    accuracies = measure_weak_to_strong(data, max_depth=max_depth, epochs=epochs, lr=lr,
-                                        batch_size=batch_size, seed=seed, confidence_weight=confidence_weight)
+    accuracies = measure_weak_to_strong(data, **settings)
     pgr = performance_gap_recovered(
         accuracies.weak_accuracy, accuracies.weak_to_strong_accuracy, accuracies.strong_ceiling_accuracy
     )

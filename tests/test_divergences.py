@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from scipy.special import rel_entr
+from scipy.special import rel_entr, xlogy
 
 import kdcourse
-from kdcourse import cross_entropy, entropy, js_divergence, kl_divergence, log_softmax, softmax
+from kdcourse import cross_entropy, divergences, entropy, js_divergence, kl_divergence, log_softmax, softmax
 
 REFERENCE = [0.70, 0.20, 0.10]
 TEACHER = [0.8, 0.1, 0.1]
@@ -59,10 +59,22 @@ def test_zero_times_log_zero_is_zero():
     assert float(cross_entropy([0.5, 0.5, 0.0], [0.5, 0.5, 0.0])) == pytest.approx(math.log(2))
 
 
-def test_top_level_exports():
-    for name in ("entropy", "cross_entropy", "kl_divergence", "js_divergence", "softmax", "log_softmax",
-                 "distillation_loss", "combined_loss"):
-        assert callable(getattr(kdcourse, name))
+def test_top_level_names_are_the_functions_of_their_modules():
+    from kdcourse import device, losses, training
+
+    homes = {divergences: ("entropy", "cross_entropy", "kl_divergence", "js_divergence", "softmax", "log_softmax"),
+             losses: ("distillation_loss", "combined_loss"),
+             device: ("pick_device", "describe_device"),
+             training: ("seed_everything", "train", "distill", "evaluate")}
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(kdcourse, name) is getattr(module, name), name
+    assert set(kdcourse.__all__) == {"__version__", *(n for names in homes.values() for n in names)}
+    assert set(kdcourse.__all__) <= set(dir(kdcourse))
+    assert kdcourse.__version__ == "0.1.0"
+    assert float(kdcourse.kl_divergence(REFERENCE, [0.65, 0.22, 0.13])) == pytest.approx(0.006577, abs=5e-7)
+    with pytest.raises(AttributeError, match="module 'kdcourse' has no attribute 'kl_divergance'"):
+        _ = kdcourse.kl_divergance  # a misspelt name must not resolve
 
 
 def test_batched_inputs_reduce_last_axis():
@@ -102,6 +114,21 @@ def test_kl_non_negative_and_equals_ce_minus_h(pair):
 def test_kl_matches_scipy_rel_entr(pair):
     p, q = pair
     assert float(kl_divergence(p, q)) == pytest.approx(rel_entr(p, q).sum(), rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 8).flatmap(
+    lambda n: st.tuples(arrays(np.float64, n, elements=st.sampled_from([0.0, 1e-300, 0.3, 1.0])),
+                        arrays(np.float64, n, elements=st.sampled_from([0.0, 1e-300, 0.5, 2.0])))))
+def test_numpy_xlogy_matches_scipy_including_zeros(pair):
+    x, y = pair
+    np.testing.assert_array_equal(divergences._xlogy(x, y), xlogy(x, y))
+
+
+def test_kl_with_zeros_in_p_matches_the_sum_over_its_support():
+    p, q = np.array([0.5, 0.0, 0.5]), np.array([0.25, 0.5, 0.25])
+    assert float(kl_divergence(p, q)) == pytest.approx(math.log(2), rel=1e-12)
+    assert float(kl_divergence(q, p)) == math.inf
 
 
 @settings(max_examples=100, deadline=None)
@@ -210,10 +237,10 @@ def test_temperature_flattens():
         (entropy, ([0.3, 0.3],), r"p must sum to 1"),
         (cross_entropy, ([0.5, 0.5], [[0.5, 0.5]]), r"same shape"),
         (js_divergence, ([0.5, 0.5], [0.9, 0.2]), r"q must sum to 1"),
-        (softmax, ([1.0, 2.0], 0.0), r"temperature must be a finite number > 0 \(got 0.0\)"),
-        (softmax, ([1.0, 2.0], -1.0), r"temperature must be a finite number > 0"),
-        (softmax, ([1.0, 2.0], float("nan")), r"temperature must be a finite number > 0"),
-        (softmax, ([1.0, 2.0], "2"), r"temperature must be a number"),
+        (softmax, ([1.0, 2.0], 0.0), r"temperature must be > 0 \(got 0.0\)"),
+        (softmax, ([1.0, 2.0], -1.0), r"temperature must be > 0 \(got -1.0\)"),
+        (softmax, ([1.0, 2.0], float("nan")), r"temperature must be finite \(got nan\)"),
+        (log_softmax, ([1.0, 2.0], float("inf")), r"temperature must be finite \(got inf\)"),
         (log_softmax, ([1.0, float("nan")],), r"logits contains NaN"),
         (kl_divergence, (0.5, 0.5), r"p must have at least one axis"),
         (kl_divergence, ([], []), r"p must not be empty"),
@@ -223,6 +250,19 @@ def test_temperature_flattens():
 def test_bad_input_names_argument_and_problem(function, args, pattern):
     with pytest.raises(ValueError, match=pattern):
         function(*args)
+
+
+@pytest.mark.parametrize("temperature", ["2", None, True, [2.0]])
+def test_temperature_of_the_wrong_type_is_a_type_error(temperature):
+    with pytest.raises(TypeError, match=r"^temperature must be a float \(a real number\), not "):
+        softmax([1.0, 2.0], temperature)
+
+
+def test_temperature_accepts_numpy_scalars_and_one_element_tensors():
+    expected = softmax([1.0, 2.0], 2.0)
+    np.testing.assert_array_equal(softmax([1.0, 2.0], np.float32(2.0)), expected)
+    np.testing.assert_array_equal(softmax([1.0, 2.0], np.int64(2)), expected)
+    np.testing.assert_array_equal(softmax([1.0, 2.0], torch.tensor(2.0)), expected)
 
 
 def test_bad_torch_input_is_caught_too():

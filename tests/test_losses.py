@@ -10,6 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kdcourse import combined_loss, distillation_loss, kl_divergence, softmax
+from kdcourse.losses import (
+    DIRECTIONS,
+    combined_loss_from_log_probs,
+    kl_from_log_probs,
+    per_example_distillation_loss,
+)
 
 
 def random_logits(batch, classes, seed, scale=3.0):
@@ -125,8 +131,9 @@ def test_no_warnings_from_losses():
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
-        (dict(temperature=0.0), r"temperature must be a finite number > 0"),
-        (dict(temperature=-2), r"temperature must be a finite number > 0"),
+        (dict(temperature=0.0), r"temperature must be > 0 \(got 0.0\)"),
+        (dict(temperature=-2), r"temperature must be > 0 \(got -2.0\)"),
+        (dict(temperature=math.nan), r"temperature must be finite \(got nan\)"),
         (dict(direction="backward"), r"direction must be one of 'forward', 'reverse'"),
         (dict(reduction="mean"), r"reduction must be one of 'batchmean', 'sum', 'none'"),
     ],
@@ -134,6 +141,45 @@ def test_no_warnings_from_losses():
 def test_bad_options(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         distillation_loss(random_logits(2, 3, 0), random_logits(2, 3, 1), **kwargs)
+
+
+@pytest.mark.parametrize("temperature", ["hot", None, True])
+def test_temperature_of_the_wrong_type_is_a_type_error(temperature):
+    with pytest.raises(TypeError, match=r"^temperature must be a float \(a real number\), not "):
+        distillation_loss(random_logits(2, 3, 0), random_logits(2, 3, 1), temperature=temperature)
+
+
+def test_temperature_may_be_a_one_element_tensor():
+    z, v = random_logits(3, 4, 0), random_logits(3, 4, 1)
+    torch.testing.assert_close(distillation_loss(z, v, torch.tensor(2.0)), distillation_loss(z, v, 2.0))
+
+
+def test_kl_from_log_probs_rejects_an_unknown_direction():
+    log_p = torch.log_softmax(random_logits(2, 3, 0), -1)
+    with pytest.raises(ValueError, match=r"direction must be one of 'forward', 'reverse' \(got 'sideways'\)"):
+        kl_from_log_probs(log_p, log_p, "sideways")  # used to compute the reverse KL silently
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 8), st.integers(2, 8), st.floats(0.5, 10.0), st.sampled_from(DIRECTIONS), st.integers(0, 10_000))
+def test_the_kernel_is_the_per_example_loss(batch, classes, temperature, direction, seed):
+    z, v = random_logits(batch, classes, seed), random_logits(batch, classes, seed + 1)
+    log_p_teacher = torch.log_softmax(v / temperature, -1)
+    torch.testing.assert_close(
+        per_example_distillation_loss(z, log_p_teacher, temperature, direction),
+        distillation_loss(z, v, temperature, direction=direction, reduction="none"))
+    expected = (kl_divergence(softmax(v, temperature), softmax(z, temperature)) if direction == "forward"
+                else kl_divergence(softmax(z, temperature), softmax(v, temperature))) * temperature**2
+    torch.testing.assert_close(distillation_loss(z, v, temperature, direction=direction, reduction="none"), expected)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 1.0])
+def test_combined_kernel_matches_combined_loss(alpha):
+    z, v = random_logits(5, 3, 0), random_logits(5, 3, 1)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    kernel = combined_loss_from_log_probs(z, y, torch.log_softmax(v / 3.0, -1), alpha, 3.0)
+    torch.testing.assert_close(kernel, combined_loss(z, v, y, alpha=alpha, temperature=3.0))
+    torch.testing.assert_close(kernel, alpha * F.cross_entropy(z, y) + (1 - alpha) * distillation_loss(z, v, 3.0))
 
 
 def test_bad_logits():
@@ -150,11 +196,21 @@ def test_bad_logits():
 
 def test_bad_combined_arguments():
     z, v = random_logits(2, 3, 0), random_logits(2, 3, 1)
-    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\] \(got 1.5\)"):
         combined_loss(z, v, torch.tensor([0, 1]), alpha=1.5, temperature=2.0)
+    with pytest.raises(TypeError, match=r"alpha must be a float \(a real number\), not str"):
+        combined_loss(z, v, torch.tensor([0, 1]), alpha="0.5", temperature=2.0)
     with pytest.raises(ValueError, match="targets must be a torch tensor of integer class indices"):
         combined_loss(z, v, torch.tensor([0.0, 1.0]), alpha=0.5, temperature=2.0)
-    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 2\] \(got values in \[0, 3\]\)"):
         combined_loss(z, v, torch.tensor([0, 3]), alpha=0.5, temperature=2.0)
     with pytest.raises(ValueError, match=r"targets must have shape \(2,\)"):
         combined_loss(z, v, torch.tensor([0, 1, 1]), alpha=0.5, temperature=2.0)
+
+
+@pytest.mark.parametrize("targets", [[0, 3], [-1, 0]])
+def test_targets_are_range_checked_even_without_the_finiteness_check(targets):
+    # With check_finite=False a bad target used to reach F.cross_entropy and raise an IndexError.
+    z, v = random_logits(2, 3, 0), random_logits(2, 3, 1)
+    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 2\]"):
+        combined_loss(z, v, torch.tensor(targets), alpha=0.5, temperature=2.0, check_finite=False)

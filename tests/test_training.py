@@ -2,8 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kdcourse import data, distillation_loss, models, training
 from kdcourse.device import describe_device, pick_device
@@ -51,13 +53,25 @@ def test_digits_are_bundled_and_standardised():
     assert d.X_train.mean().abs() < 1e-5
 
 
-def test_bad_data_arguments():
-    with pytest.raises(ValueError, match="overlap must be > 0"):
-        data.make_overlapping_classes(overlap=0)
-    with pytest.raises(ValueError, match="n_classes must be at least 2"):
-        data.make_overlapping_classes(n_classes=1)
-    with pytest.raises(ValueError, match="val_fraction and test_fraction"):
-        data.load_digits_splits(val_fraction=0.6, test_fraction=0.5)
+@pytest.mark.parametrize(
+    "function, kwargs, error, pattern",
+    [
+        (data.make_overlapping_classes, dict(overlap=0), ValueError, r"overlap must be > 0 \(got 0.0\)"),
+        (data.make_overlapping_classes, dict(n_classes=1), ValueError, r"n_classes must be >= 2 \(got 1\)"),
+        (data.make_overlapping_classes, dict(n_classes=3.0), TypeError, r"n_classes must be an int, not float"),
+        (data.make_overlapping_classes, dict(n_samples=20), ValueError, r"n_samples must be >= 50 \(got 20\)"),
+        (data.make_overlapping_classes, dict(n_features=0), ValueError, r"n_features must be >= 1"),
+        (data.make_overlapping_classes, dict(seed=-1), ValueError, r"seed must be in \[0, 4294967295\]"),
+        (data.load_digits_splits, dict(val_fraction=0.6, test_fraction=0.5), ValueError,
+         "val_fraction and test_fraction"),
+        (data.load_digits_splits, dict(val_fraction=0.0), ValueError, r"val_fraction must be in \(0, 1\) \(got 0.0\)"),
+        (data.load_digits_splits, dict(test_fraction="0.2"), TypeError, r"test_fraction must be a float"),
+        (data.load_digits_splits, dict(seed=1.5), TypeError, r"seed must be an int, not float"),
+    ],
+)
+def test_bad_data_arguments(function, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        function(**kwargs)
 
 
 def test_make_mlp_shapes():
@@ -65,10 +79,17 @@ def test_make_mlp_shapes():
     assert model(torch.zeros(2, 5)).shape == (2, 3)
     assert models.count_parameters(model) == 5 * 7 + 7 + 7 * 4 + 4 + 4 * 3 + 3
     assert models.count_parameters(models.make_mlp(5, 3, hidden=())) == 18
-    with pytest.raises(ValueError, match="layer sizes must be positive integers"):
+    with pytest.raises(ValueError, match=r"num_classes must be >= 1 \(got 0\)"):
         models.make_mlp(5, 0)
-    with pytest.raises(ValueError, match="dropout must be in"):
+    with pytest.raises(ValueError, match=r"hidden\[1\] must be >= 1 \(got 0\)"):
+        models.make_mlp(5, 3, hidden=(4, 0))
+    with pytest.raises(TypeError, match=r"in_features must be an int, not float"):
+        models.make_mlp(5.0, 3)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\) \(got 1.0\)"):
         models.make_mlp(5, 3, dropout=1.0)
+    with pytest.raises(ValueError, match=r"width must be >= 1 \(got 0\)"):
+        models.make_student(5, 3, width=0)
+    assert models.count_parameters(models.make_student(5, 3, width=np.int64(4))) == 5 * 4 + 4 + 4 * 3 + 3
 
 
 def test_device_choice(monkeypatch):
@@ -138,28 +159,47 @@ def test_evaluate_without_reference(blobs, trained_teacher):
     assert same["kl"] == pytest.approx(0.0, abs=1e-6) and same["agreement"] == 1.0
 
 
-@pytest.mark.parametrize(
-    "kwargs, pattern",
-    [
-        (dict(epochs=-1), "epochs must be a non-negative integer"),
-        (dict(lr=0.0), "lr must be > 0"),
-        (dict(batch_size=0), "batch_size must be a positive integer"),
-    ],
-)
-def test_bad_training_arguments(blobs, kwargs, pattern):
-    with pytest.raises(ValueError, match=pattern):
+BAD_LOOP_ARGUMENTS = [
+    (dict(epochs=-1), ValueError, r"epochs must be >= 0 \(got -1\)"),
+    (dict(epochs=2.5), TypeError, r"epochs must be an int, not float \(2.5\)"),
+    (dict(lr=0.0), ValueError, r"lr must be > 0 \(got 0.0\)"),
+    (dict(lr="fast"), TypeError, r"lr must be a float \(a real number\), not str"),
+    (dict(lr=math.inf), ValueError, r"lr must be finite"),
+    (dict(batch_size=0), ValueError, r"batch_size must be >= 1 \(got 0\)"),
+    (dict(batch_size="64"), TypeError, r"batch_size must be an int, not str"),
+    (dict(seed=-1), ValueError, r"seed must be in \[0, 4294967295\] \(got -1\)"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", BAD_LOOP_ARGUMENTS)
+def test_bad_training_arguments(blobs, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
         training.train(models.make_mlp(blobs.num_features, blobs.num_classes), blobs, progress=False,
                        device="cpu", **kwargs)
 
 
-def test_bad_distill_arguments(blobs, trained_teacher):
+@pytest.mark.parametrize("kwargs, error, pattern", BAD_LOOP_ARGUMENTS + [
+    (dict(direction="sideways"), ValueError, r"direction must be one of 'forward', 'reverse' \(got 'sideways'\)"),
+    (dict(temperature=0), ValueError, r"temperature must be > 0 \(got 0.0\)"),
+    (dict(temperature="4"), TypeError, r"temperature must be a float \(a real number\), not str"),
+    (dict(alpha=-0.1), ValueError, r"alpha must be in \[0, 1\] \(got -0.1\)"),
+    (dict(alpha=True), TypeError, r"alpha must be a float \(a real number\), not bool"),
+])
+def test_bad_distill_arguments(blobs, trained_teacher, kwargs, error, pattern):
     student = models.make_student(blobs.num_features, blobs.num_classes)
-    with pytest.raises(ValueError, match="direction must be one of 'forward', 'reverse'"):
-        training.distill(student, trained_teacher, blobs, direction="sideways", progress=False)
-    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
-        training.distill(student, trained_teacher, blobs, temperature=0, progress=False)
-    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]"):
-        training.distill(student, trained_teacher, blobs, alpha=-0.1, progress=False)
+    with pytest.raises(error, match=pattern):
+        training.distill(student, trained_teacher, blobs, progress=False, device="cpu", **kwargs)
+
+
+def test_seed_everything_validates_and_seeds():
+    training.seed_everything(np.int64(7))
+    a = (np.random.rand(), torch.rand(1).item())
+    training.seed_everything(7)
+    assert (np.random.rand(), torch.rand(1).item()) == a
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 4294967295\] \(got -3\)"):
+        training.seed_everything(-3)
+    with pytest.raises(TypeError, match=r"seed must be an int, not float"):
+        training.seed_everything(1.0)
 
 
 def test_progress_switch(monkeypatch):
@@ -178,15 +218,39 @@ def test_progress_bar_goes_to_stderr_in_a_terminal(blobs, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("direction, alpha", [("forward", 0.0), ("forward", 0.3), ("reverse", 0.0)])
-def test_recorded_training_loss_is_the_objective(blobs, trained_teacher, direction, alpha):
-    # One full-batch step with a negligible learning rate: the recorded loss is the objective at the start.
+class _RecordingOptimizer(torch.optim.Optimizer):
+    """Stands in for Adam inside ``distill``: records each step's gradients and leaves the weights alone."""
+
+    steps: list = []
+
+    def __init__(self, params, lr=1e-3, **_ignored):
+        super().__init__(params, {"lr": lr})
+        _RecordingOptimizer.steps = []
+
+    def step(self, closure=None):
+        grads = [p.grad.detach().clone() for group in self.param_groups for p in group["params"]]
+        _RecordingOptimizer.steps.append(grads)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.0), (3.0, 0.0), (4.0, 0.3), (10.0, 1.0), (0.5, 0.7)])
+def test_distill_minimises_exactly_distillation_loss(blobs, trained_teacher, monkeypatch, direction, temperature,
+                                                     alpha):
+    """The loop's loss is the library's loss: same recorded value and same gradient in one full-batch step."""
+    monkeypatch.setattr(torch.optim, "Adam", _RecordingOptimizer)  # distill builds its optimizer from this name
     torch.manual_seed(4)
     student = models.make_student(blobs.num_features, blobs.num_classes, width=8)
+    reference = models.make_student(blobs.num_features, blobs.num_classes, width=8)
+    reference.load_state_dict(student.state_dict())
     with torch.no_grad():
-        z, v = student(blobs.X_train), trained_teacher.eval()(blobs.X_train)
-        soft = distillation_loss(z, v, 3.0, direction=direction)
-        expected = alpha * torch.nn.functional.cross_entropy(z, blobs.y_train) + (1 - alpha) * soft
-    history = training.distill(student, trained_teacher, blobs, epochs=1, lr=1e-12, batch_size=100_000,
-                               temperature=3.0, alpha=alpha, direction=direction, progress=False, device="cpu")
-    assert history.train_loss[1] == pytest.approx(expected.item(), rel=1e-5)
+        v = trained_teacher.eval()(blobs.X_train)
+    z = reference(blobs.X_train)
+    expected = alpha * F.cross_entropy(z, blobs.y_train) + (1 - alpha) * distillation_loss(
+        z, v, temperature, direction=direction)
+    expected.backward()
+    history = training.distill(student, trained_teacher, blobs, epochs=1, batch_size=100_000, temperature=temperature,
+                               alpha=alpha, direction=direction, progress=False, device="cpu")
+    assert history.train_loss[1] == pytest.approx(expected.item(), rel=1e-6)
+    (recorded,) = _RecordingOptimizer.steps
+    for grad, parameter in zip(recorded, reference.parameters()):
+        torch.testing.assert_close(grad, parameter.grad, rtol=1e-5, atol=1e-7)

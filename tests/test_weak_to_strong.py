@@ -13,6 +13,7 @@ from kdcourse.weak_to_strong import (
     measure_weak_to_strong,
     performance_gap_recovered,
     run_weak_to_strong,
+    train_weak_teacher,
 )
 
 
@@ -42,9 +43,15 @@ def test_pgr_without_a_gap_raises(weak, ceiling):
         performance_gap_recovered(weak, 0.75, ceiling)
 
 
-@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "0.5", True, None])
-def test_pgr_rejects_non_accuracies_naming_the_argument(bad):
-    with pytest.raises(ValueError, match="weak_to_strong_accuracy"):
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), float("inf")])
+def test_pgr_rejects_values_that_are_not_accuracies_naming_the_argument(bad):
+    with pytest.raises(ValueError, match=r"^weak_to_strong_accuracy must be (in \[0, 1\]|finite) \(got "):
+        performance_gap_recovered(0.5, bad, 0.9)
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, None, [0.5]])
+def test_pgr_rejects_non_numbers_with_a_type_error_naming_the_argument(bad):
+    with pytest.raises(TypeError, match=r"^weak_to_strong_accuracy must be a float \(a real number\), not "):
         performance_gap_recovered(0.5, bad, 0.9)
 
 
@@ -75,6 +82,32 @@ def test_fit_linear_student_on_one_hot_targets_learns_a_separable_problem():
     student = fit_linear_student(X, torch.nn.functional.one_hot(y, 2).float(), epochs=20, lr=0.05)
     accuracy = (student(X).argmax(1) == y).float().mean().item()
     assert accuracy > 0.95
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(batch_size=0), ValueError, r"batch_size must be >= 1 \(got 0\)"),  # used to be a ZeroDivisionError
+    (dict(batch_size=2.0), TypeError, r"batch_size must be an int, not float"),
+    (dict(epochs=-1), ValueError, r"epochs must be >= 0 \(got -1\)"),
+    (dict(lr=0), ValueError, r"lr must be > 0 \(got 0.0\)"),
+    (dict(seed=-1), ValueError, r"seed must be in \[0, 4294967295\]"),
+    (dict(warmup_fraction=1.5), ValueError, r"warmup_fraction must be in \[0, 1\] \(got 1.5\)"),
+    (dict(confidence_weight="0.5"), TypeError, r"confidence_weight must be a float"),
+])
+def test_fit_linear_student_validates_its_scalars(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        fit_linear_student(torch.zeros(3, 2), torch.full((3, 2), 0.5), **kwargs)
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda: train_weak_teacher(np.zeros((4, 2)), [0, 1, 0, 1], max_depth=0), ValueError, r"max_depth must be >= 1"),
+    (lambda: train_weak_teacher(np.zeros((4, 2)), [0, 1, 0, 1], max_depth=2.0), TypeError, r"max_depth must be an int"),
+    (lambda: measure_weak_to_strong(seed=-2), ValueError, r"seed must be in \[0, 4294967295\] \(got -2\)"),
+    (lambda: measure_weak_to_strong(batch_size=0), ValueError, r"batch_size must be >= 1"),
+    (lambda: SklearnTeacher(None, num_classes=0), ValueError, r"num_classes must be >= 1 \(got 0\)"),
+])
+def test_the_experiment_validates_its_scalars(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
 
 
 def test_fit_linear_student_rejects_targets_that_are_not_distributions():
