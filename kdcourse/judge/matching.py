@@ -1,0 +1,81 @@
+"""Comparing an answer with the right value and with the values known mistakes give.
+
+Every judge compares the same way: :func:`close` (same shape, same NaN/inf pattern, elementwise
+``math.isclose``), and on a mismatch :func:`diagnose` looks for the first known misconception whose value
+the answer equals, so the message can name the mistake instead of printing two numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .verdict import Wrong
+
+__all__ = ["close", "diagnose", "expect_close", "fmt"]
+
+Variant = tuple[Any, str]
+
+
+def _array(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def close(actual: Any, expected: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """True when ``actual`` matches ``expected``: same shape, NaN where NaN, equal infinities, else close."""
+    try:
+        a, e = _array(actual), _array(expected)
+    except (TypeError, ValueError):
+        return False
+    if a.shape != e.shape:
+        return False
+    for x, y in zip(a.ravel().tolist(), e.ravel().tolist()):
+        if math.isnan(y) or math.isnan(x):
+            if not (math.isnan(x) and math.isnan(y)):
+                return False
+        elif math.isinf(y) or math.isinf(x):
+            if x != y:
+                return False
+        elif not math.isclose(x, y, rel_tol=rtol, abs_tol=atol):
+            return False
+    return True
+
+
+def diagnose(actual: Any, variants: Iterable[Variant], rtol: float = 1e-6, atol: float = 1e-9) -> str | None:
+    """The message of the first ``(value, message)`` variant that ``actual`` equals, else ``None``.
+
+    A variant whose value cannot be computed may be given as ``(None, message)``; it never matches.
+    """
+    for value, message in variants:
+        if value is not None and close(actual, value, rtol=rtol, atol=atol):
+            return message
+    return None
+
+
+def fmt(x: Any, digits: int = 6) -> str:
+    """A number or array for a message: 6 decimals for a scalar, numpy's layout for arrays."""
+    a = _array(x)
+    if a.ndim == 0:
+        return f"{float(a):.{digits}f}"
+    return np.array2string(a, precision=digits, separator=", ")
+
+
+def expect_close(call_text: str, actual: Any, expected: Any, variants: Iterable[Variant] = (),
+                 rtol: float = 1e-6, atol: float = 1e-9, mismatch: str | None = None) -> None:
+    """Raise :class:`Wrong` unless ``actual`` is close to ``expected``.
+
+    The message names the first matching misconception (``"<call_text>: <message>"``), else is
+    ``mismatch`` or ``"<call_text> returned X, expected Y."``.
+    """
+    if close(actual, expected, rtol=rtol, atol=atol):
+        return
+    message = diagnose(actual, variants, rtol=rtol, atol=atol)
+    if message is not None:
+        raise Wrong(f"{call_text}: {message}")
+    a, e = _array(actual), _array(expected)
+    if a.shape != e.shape:
+        raise Wrong(mismatch or f"{call_text} returned shape {a.shape}, expected shape {e.shape}.")
+    raise Wrong(mismatch or f"{call_text} returned {fmt(a)}, expected {fmt(e)}.")
