@@ -3,7 +3,8 @@
 Usage:  python benchmarks/bench_notebooks.py [--repeat N] [NAME_SUBSTRING ...]
 
 Budgets come from grading/assignments/<aid>.toml (``budget_s``); lectures use 30 s. The run
-is sequential (one kernel at a time) so the figures are comparable with a 2-core machine.
+is sequential (one kernel at a time, in the sandbox, as the notebook tests run them) so the figures
+are comparable with a 2-core machine.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import argparse
 import statistics
 import sys
 
-from kdcourse import notebook_tools as nt
+from kdcourse import notebooks as nt
+from kdcourse.execution import execute_notebook
 from kdcourse.grading.course import Course
+from kdcourse.paths import find_repo_root
+from kdcourse.tables import format_table
 
 DEFAULT_BUDGET_S = 30.0
 
@@ -24,7 +28,8 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="only notebooks whose name contains one of these")
     args = parser.parse_args(argv)
 
-    course = Course.from_repo(nt.REPO_ROOT)
+    repo = find_repo_root()
+    course = Course.from_repo(repo)
     budgets = {aid: course.spec(aid).budget_s for aid in course.assignments()}
     rows = []
     for path in nt.list_notebooks():
@@ -33,21 +38,21 @@ def main(argv=None) -> int:
         budget = float(budgets.get(path.stem, DEFAULT_BUDGET_S))
         times, errors = [], []
         for _ in range(args.repeat):
-            result = nt.execute_notebook(path, timeout=600, allow_errors=True)
+            result = execute_notebook(path, timeout=600, allow_errors=True)
             times.append(result.seconds)
             errors = result.errors
         median = statistics.median(times)
-        rows.append((path.relative_to(nt.REPO_ROOT), median, budget, errors))
+        rows.append((path.relative_to(repo), median, budget, errors))
         print(f"  ran {path.name}: {median:.1f} s", file=sys.stderr)
 
-    width = max((len(str(r[0])) for r in rows), default=10)
-    print(f"{'notebook':{width}s}  {'time (s)':>8s}  {'budget (s)':>10s}  status")
     over = 0
+    table = []
     for name, seconds, budget, errors in rows:
         status = "errors: " + ", ".join(e["ename"] for e in errors) if errors else (
             "ok" if seconds <= budget else "OVER BUDGET")
         over += status != "ok"
-        print(f"{str(name):{width}s}  {seconds:8.1f}  {budget:10.0f}  {status}")
+        table.append([name, f"{seconds:.1f}", f"{budget:.0f}", status])
+    print(format_table(["notebook", "time (s)", "budget (s)", "status"], table, align="lrrl"))
     return 1 if over else 0
 
 

@@ -1,44 +1,63 @@
-"""The ``kdcourse`` command line."""
+"""The ``kdcourse`` command line.
+
+``kdcourse --version``, ``--help`` and the parsing of every subcommand import nothing heavy (no torch,
+nbgrader or scikit-learn); a subcommand imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import os
 import platform
 import sys
 from collections.abc import Sequence
 
 import kdcourse
+from kdcourse.grading.commands import COMMANDS
+
+__all__ = ["build_parser", "main", "doctor"]
 
 
 def _version_of(module_name: str) -> str | None:
-    try:
-        module = importlib.import_module(module_name)
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
+    if importlib.util.find_spec(module_name) is None:
         return None
-    return getattr(module, "__version__", "installed")
+    try:
+        from importlib.metadata import version
+
+        return version({"sklearn": "scikit-learn"}.get(module_name, module_name))
+    except Exception:  # noqa: BLE001 - installed without metadata: say so rather than importing it
+        return "installed"
 
 
 def _nbgrader_lab_extension() -> str:
     """Whether nbgrader's JupyterLab extension is installed (labextension folder present)."""
     try:
         from jupyter_core.paths import jupyter_path
-    except Exception:  # noqa: BLE001
+    except ImportError:
         return "unknown (Jupyter not installed)"
-
     for base in jupyter_path("labextensions"):
         if os.path.isdir(os.path.join(base, "@jupyter", "nbgrader")):
             return f"installed ({os.path.join(base, '@jupyter', 'nbgrader')})"
     return "not found"
 
 
+def _sandbox_line() -> str:
+    from kdcourse.sandbox import sandbox_status
+
+    status = sandbox_status()
+    if status.available:
+        return f"available (processes and threads limited by {status.process_limit})"
+    return f"NOT available: {status.reason}"
+
+
 def doctor() -> int:
-    """Print versions, the device that training would use, and grading readiness."""
+    """Print versions, the device training would use, the grading sandbox, and grading readiness."""
     rows = [("python", platform.python_version()), ("kdcourse", kdcourse.__version__)]
     for name in ("torch", "numpy", "scipy", "sklearn", "matplotlib", "ipywidgets", "jupyterlab", "nbgrader"):
         rows.append((name, _version_of(name) or "not installed"))
     rows.append(("nbgrader lab extension", _nbgrader_lab_extension()))
+    rows.append(("grading sandbox", _sandbox_line()))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
@@ -50,33 +69,24 @@ def doctor() -> int:
     return 0
 
 
-GRADING_COMMANDS = ("release", "collect", "autograde", "feedback", "export", "verify", "demo")
-
-
 def _grading_unavailable_reason() -> str | None:
-    """None when the grading tools import; otherwise what is missing."""
-    try:
-        import kdcourse.grading.commands  # noqa: F401
-    except ImportError as error:
-        return f"{error.name or error} is not installed"
+    """None when the grading tools can be imported; otherwise what is missing."""
+    for module in ("nbgrader", "psutil", "nbformat"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed"
     return None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kdcourse.grading.commands import add_commands
+
     parser = argparse.ArgumentParser(
         prog="kdcourse", description="Knowledge-distillation course: tools for students and instructors."
     )
     parser.add_argument("--version", action="version", version=f"kdcourse {kdcourse.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("doctor", help="show versions, the training device, and grading readiness")
-    if _grading_unavailable_reason() is None:
-        from kdcourse.grading.commands import add_commands
-
-        add_commands(commands)
-    else:
-        for name in GRADING_COMMANDS:
-            stub = commands.add_parser(name, help="(needs the grading extra: pip install 'kdcourse[grading]')")
-            stub.add_argument("rest", nargs=argparse.REMAINDER)
+    commands.add_parser("doctor", help="show versions, the training device, the grading sandbox and readiness")
+    add_commands(commands)
     return parser
 
 
@@ -85,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor()
-    if args.command in GRADING_COMMANDS:
+    if args.command in COMMANDS:
         reason = _grading_unavailable_reason()
         if reason is not None:
             print(f"kdcourse {args.command} needs the grading tools ({reason}): "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.grading_helpers import AID, TEST_TIMEOUTS, fixture_course
-from kdcourse.grading.verify import verify
+from kdcourse.grading.simulation.verify import verify
 
-pytestmark = pytest.mark.timeout(400)
+from fixtures.grading_helpers import AID, TEST_TIMEOUTS, fixture_course
+
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(400)]
 
 
 def test_verify_passes_and_catches_a_wrong_expected_score(tmp_path):

@@ -1,49 +1,37 @@
 """``kdcourse autograde``: grade a class in parallel, never losing a submission.
 
-1. each submission is copied to the work area (``kdcourse.grading.staging``), never graded in place;
-2. the copies are autograded by a pool of worker processes (``kdcourse.grading.workers``), each with one
-   nbgrader API, one torch/BLAS thread per kernel and a watchdog;
-3. what nbgrader could not grade is scored and flagged per ``kdcourse.grading.policy`` and reported by
-   student and reason; the run always goes on with the other students.
+1. each submission is copied to the work area (:mod:`kdcourse.grading.staging`), never graded in place;
+2. the copies are autograded by a pool of worker processes (:mod:`kdcourse.grading.workers`), each with
+   one nbgrader API; every kernel runs in the sandbox and every verdict comes from the trusted judge
+   (:mod:`kdcourse.grading.adapter`);
+3. this process -- which no kernel can reach -- holds the gradebook: it records each submission's
+   status (:mod:`kdcourse.grading.status`), flags what cannot be graded or needs a look, and reports by
+   student and reason. A gradebook error is reported for that submission; the run goes on.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 
-from .config import DEFAULT_TIMEOUTS, Timeouts
-from .course import Course, CourseError
-from .policy import failure_reason, flag_in_gradebook, save_report
+from .course import Course, CourseError, Submission
+from .settings import DEFAULT_TIMEOUTS, Timeouts
 from .staging import STAGING_DIR, stage
-from .workers import TaskResult, quiet_sqlalchemy, run_tasks
+from .status import Status, StatusStore, failure_reason, flag_submission
+from .workers import TaskResult, run_tasks
+
+__all__ = ["autograde", "default_jobs", "expected_notebooks", "require_sandbox"]
 
 
-@dataclass
-class Outcome:
-    assignment: str
-    student: str
-    status: str = "graded"                           # "graded" or "flagged"
-    reasons: list[str] = field(default_factory=list)  # why it is flagged
-    notes: list[str] = field(default_factory=list)    # handled, for information
-    seconds: float = 0.0
+def expected_notebooks(gb, course: Course, assignment: str) -> list[str]:
+    """Notebook file names of ``assignment`` as recorded in the (open) gradebook by ``release``."""
+    from nbgrader.api import MissingEntry
 
-    def as_dict(self) -> dict:
-        return {"status": self.status, "reasons": self.reasons, "notes": self.notes,
-                "seconds": round(self.seconds, 2)}
-
-
-def expected_notebooks(course: Course, assignment: str) -> list[str]:
-    """Notebook file names of ``assignment`` as recorded in the gradebook by ``release``."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(course.db_url, course.course_id) as gb:
-        try:
-            return [f"{nb.name}.ipynb" for nb in gb.find_assignment(assignment).notebooks]
-        except MissingEntry:
-            raise CourseError(f"{assignment} is not in the gradebook {course.db_path}: "
-                              f"run `kdcourse release {assignment}` first") from None
+    try:
+        return [f"{nb.name}.ipynb" for nb in gb.find_assignment(assignment).notebooks]
+    except MissingEntry:
+        raise CourseError(f"{assignment} is not in the gradebook {course.db_url}: "
+                          f"run `kdcourse release {assignment}` first") from None
 
 
 def default_jobs() -> int:
@@ -51,6 +39,19 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def require_sandbox(unsafe_no_sandbox: bool) -> None:
+    """Raise CourseError naming the fix when kernels cannot be sandboxed here (unless told to go without)."""
+    if unsafe_no_sandbox:
+        return
+    from kdcourse.sandbox import sandbox_status
+
+    status = sandbox_status()
+    if not status.available:
+        raise CourseError(f"the grading sandbox cannot start here: {status.reason}. "
+                          "To grade without it anyway (student code then runs with your rights), pass "
+                          "--unsafe-no-sandbox; the report will say so.")
 
 
 def _progress(total: int, enabled: bool):
@@ -62,84 +63,116 @@ def _progress(total: int, enabled: bool):
                 dynamic_ncols=True)
 
 
+class _Recorder:
+    """The one gradebook session of a run: statuses and flags, written as each submission finishes."""
+
+    def __init__(self, course: Course, log):
+        from .adapter.api import open_gradebook
+
+        self.course, self.log = course, log
+        self.gb = open_gradebook(course)
+        self.store = StatusStore(self.gb.engine)
+        self.unrecorded: list[str] = []
+
+    def close(self) -> None:
+        self.gb.close()
+
+    def record(self, status: Status, zero_notebooks: list[str] | None = None) -> None:
+        try:
+            if status.status == "flagged" or zero_notebooks:
+                flag_submission(self.gb, status.submission, zero_notebooks)
+            self.store.write(status)
+        except Exception as error:  # noqa: BLE001 - a locked or broken gradebook costs this submission's record only
+            self.gb.db.rollback()
+            message = f"{status.submission}: could not record in the gradebook ({type(error).__name__}: {error})"
+            self.unrecorded.append(message)
+            self.log("ERROR " + message)
+
+
+def _apply(status: Status, result: TaskResult, bad_notebooks: list[str]) -> list[str] | None:
+    """Merge a worker's result into ``status``; return the notebooks to score 0 (or None)."""
+    status.seconds += result.seconds
+    status.notes += result.notes
+    if result.reasons:
+        status.flag(*result.reasons)
+    if not result.success:
+        status.flag(failure_reason(result.log))
+        return ["*"]
+    return bad_notebooks or None
+
+
 def autograde(course: Course, assignments=None, students=None, jobs: int | None = None,
-              timeouts: Timeouts = DEFAULT_TIMEOUTS, progress: bool = True, log=print) -> list[Outcome]:
+              timeouts: Timeouts = DEFAULT_TIMEOUTS, progress: bool = True, log=print,
+              unsafe_no_sandbox: bool = False) -> list[Status]:
     """Autograde every submission of ``assignments`` (all) by ``students`` (all who submitted).
 
-    Returns one :class:`Outcome` per submission; also merged into ``grading_report.json``.
-    """
-    from .nbapi import ensure_tools_on_path
+    Returns one :class:`~kdcourse.grading.status.Status` per submission, also kept in the status store.
 
+    Raises
+    ------
+    CourseError
+        An unknown assignment or student, an assignment not released yet, or no sandbox (see
+        :func:`require_sandbox`).
+    """
+    from .adapter.api import ensure_tools_on_path, quiet_sqlalchemy
+
+    require_sandbox(unsafe_no_sandbox)
     ensure_tools_on_path()
     quiet_sqlalchemy()
     jobs = jobs or default_jobs()
-    tasks, outcomes = [], {}
-    for aid in course.select(assignments):
-        notebooks = expected_notebooks(course, aid)
-        submitted = [s for s in course.students("submitted") if course.folder("submitted", s, aid).is_dir()]
-        chosen = [s for s in submitted if not students or s in students]
-        for student in chosen:
-            staged = stage(course, student, aid, notebooks)
-            outcome = Outcome(aid, student, notes=list(staged.notes), reasons=list(staged.problems))
-            outcomes[(aid, student)] = outcome
-            if any((staged.folder / n).exists() for n in notebooks):
-                tasks.append((aid, student))
-            else:  # nothing nbgrader could open: score 0 and flag without starting a kernel
-                flag_in_gradebook(course, aid, student)
-                outcome.status = "flagged"
+    chosen = course.submissions("submitted", assignments, students)
     if students:
-        known = {s for (_, s) in outcomes}
-        unknown = [s for s in students if s not in known]
+        unknown = sorted(set(students) - {s.student for s in chosen})
         if unknown:
             raise CourseError(f"no submission from {', '.join(unknown)} in {course.root / 'submitted'}")
-    if not outcomes:
+    if not chosen:
         log("nothing to grade: no submissions in " + str(course.root / "submitted"))
         return []
+    recorder = _Recorder(course, log)
+    try:
+        return _grade(course, recorder, chosen, jobs, timeouts, progress, log, unsafe_no_sandbox)
+    finally:
+        recorder.close()
 
-    bar = _progress(len(outcomes), progress)
-    counts = {"done": len(outcomes) - len(tasks), "failed": sum(o.status == "flagged" for o in outcomes.values())}
-    bar.update(counts["done"])
 
-    def show():
-        left = len(outcomes) - counts["done"]
-        bar.set_postfix_str(f"done {counts['done'] - counts['failed']} failed {counts['failed']} left {left}")
-
-    retry = []
+def _grade(course, recorder, chosen, jobs, timeouts, progress, log, unsafe_no_sandbox) -> list[Status]:
+    statuses: dict[Submission, Status] = {}
+    bad: dict[Submission, list[str]] = {}
+    tasks: list[Submission] = []
+    notebooks = {aid: expected_notebooks(recorder.gb, course, aid) for aid in {s.assignment for s in chosen}}
+    for submission in chosen:
+        staged = stage(course, submission, notebooks[submission.assignment])
+        status = statuses[submission] = Status(submission, notes=list(staged.notes), sandboxed=not unsafe_no_sandbox)
+        if staged.problems:
+            status.flag(*staged.problems)
+        bad[submission] = staged.bad_notebooks
+        if staged.has_notebooks(notebooks[submission.assignment]):
+            tasks.append(submission)
+        else:  # nothing nbgrader could open: score 0 and flag without starting a kernel
+            recorder.record(status, zero_notebooks=["*"])
+    bar = _progress(len(statuses), progress)
+    bar.update(len(statuses) - len(tasks))
 
     def on_result(result: TaskResult):
-        outcome = outcomes[(result.assignment, result.student)]
-        outcome.seconds += result.seconds
-        if not result.success and "database is locked" in result.log and (result.assignment, result.student) not in retry:
-            retry.append((result.assignment, result.student))
-            return
-        if not result.success:
-            reason = failure_reason(result.log)
-            outcome.reasons.append(reason)
-            flag_in_gradebook(course, result.assignment, result.student)
-        elif outcome.reasons:  # graded, but a notebook was missing or invalid: scored 0 by nbgrader
-            bad = [n[:-len(".ipynb")] for n in expected_notebooks(course, result.assignment)
-                   if not (course.root / STAGING_DIR / result.student / result.assignment / n).exists()]
-            flag_in_gradebook(course, result.assignment, result.student, notebooks=bad)
-        if outcome.reasons:
-            outcome.status = "flagged"
-            counts["failed"] += 1
-        counts["done"] += 1
+        status = statuses[result.submission]
+        recorder.record(status, _apply(status, result, bad[result.submission]))
         bar.update(1)
-        show()
+        flagged = sum(s.status == "flagged" for s in statuses.values())
+        bar.set_postfix_str(f"flagged {flagged}")
 
-    show()
     try:
         if tasks:
-            run_tasks(course, tasks, jobs, timeouts, STAGING_DIR, on_result)
-        if retry:
-            run_tasks(course, retry, 1, timeouts, STAGING_DIR, on_result)
+            run_tasks(course, tasks, jobs, timeouts, STAGING_DIR, on_result, unsafe_no_sandbox=unsafe_no_sandbox)
     finally:
         bar.close()
-    ordered = [outcomes[key] for key in sorted(outcomes)]
-    save_report(course.root, {f"{o.assignment}/{o.student}": o.as_dict() for o in ordered})
-    for o in ordered:
-        if o.status == "flagged":
-            log(f"flagged {o.assignment}/{o.student}: {'; '.join(o.reasons)}")
-        for note in o.notes:
-            log(f"note {o.assignment}/{o.student}: {note}")
+    ordered = [statuses[key] for key in sorted(statuses)]
+    for status in ordered:
+        if status.status == "flagged":
+            log(f"flagged {status.submission}: {'; '.join(status.reasons)}")
+        for note in status.notes:
+            log(f"note {status.submission}: {note}")
+    if unsafe_no_sandbox:
+        log("WARNING: graded without the sandbox (--unsafe-no-sandbox); every submission is flagged for it")
+    for message in recorder.unrecorded:
+        log("NOT RECORDED " + message)
     return ordered

@@ -1,4 +1,7 @@
-"""The instructor subcommands of the ``kdcourse`` command line (argument parsing and exit codes)."""
+"""The instructor subcommands of the ``kdcourse`` command line (argument parsing and exit codes).
+
+Building the parser imports nothing heavy; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_TIMEOUTS, Timeouts
-from .course import Course, CourseError, find_repo_root
+from .course import Course, CourseError
+from .settings import DEFAULT_TIMEOUTS, DEMO_TIMEOUTS, Timeouts
 
+__all__ = ["COMMANDS", "add_commands", "run"]
+
+#: The grading subcommands, in the order an instructor uses them.
 COMMANDS = ("release", "collect", "autograde", "feedback", "export", "verify", "demo")
 
 
@@ -19,18 +25,19 @@ def _course_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--specs", type=Path, help="instructor files <id>.toml (default: grading/assignments/)")
 
 
-def _timeout_options(parser: argparse.ArgumentParser, defaults: Timeouts) -> None:
+def _grading_options(parser: argparse.ArgumentParser, defaults: Timeouts) -> None:
     parser.add_argument("--jobs", type=int, default=None, help="parallel grading workers (default: CPU cores)")
     parser.add_argument("--cell-timeout", type=int, default=defaults.cell,
                         help=f"seconds per cell before the kernel is interrupted (default {defaults.cell})")
     parser.add_argument("--submission-timeout", type=int, default=defaults.submission,
                         help=f"seconds per submission before it is killed and flagged (default {defaults.submission})")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="run student code WITHOUT the sandbox, with your rights (only where the sandbox "
+                             "cannot start; every submission is flagged for it)")
 
 
 def add_commands(commands) -> None:
     """Add the grading subcommands to an ``argparse`` subparsers object."""
-    from .demo import DEMO_TIMEOUTS
-
     p = commands.add_parser("release", help="generate the student version of assignments (all by default)")
     p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
     _course_options(p)
@@ -39,10 +46,10 @@ def add_commands(commands) -> None:
     p.add_argument("path", type=Path, metavar="PATH")
     _course_options(p)
 
-    p = commands.add_parser("autograde", help="grade submissions in parallel (all assignments and students)")
+    p = commands.add_parser("autograde", help="grade submissions in parallel, sandboxed (all assignments and students)")
     p.add_argument("assignment", nargs="?", metavar="ASSIGNMENT")
     p.add_argument("--student", action="append", default=None, metavar="S", help="only this student (repeatable)")
-    _timeout_options(p, DEFAULT_TIMEOUTS)
+    _grading_options(p, DEFAULT_TIMEOUTS)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _course_options(p)
 
@@ -56,7 +63,7 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser("verify", help="check solution, blank and misconception scores of each assignment")
     p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
-    _timeout_options(p, DEFAULT_TIMEOUTS)
+    _grading_options(p, DEFAULT_TIMEOUTS)
     p.add_argument("--keep", action="store_true", help="keep the throw-away course folder")
     _course_options(p)
 
@@ -64,18 +71,18 @@ def add_commands(commands) -> None:
     p.add_argument("--out", type=Path, default=None, help="fresh folder for the demo (default: a new temp folder)")
     p.add_argument("--bad-on", choices=("first", "all", "none"), default="first",
                    help="assignments that get the bad and hostile submissions (default: first)")
-    _timeout_options(p, DEMO_TIMEOUTS)
+    _grading_options(p, DEMO_TIMEOUTS)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _course_options(p)
 
 
 def _course(args) -> Course:
-    base = None
-    if not (args.root and args.sources and args.specs):
-        base = find_repo_root()
-    return Course(root=args.root or base / "grading",
-                  source_dir=args.sources or base / "notebooks" / "assignments",
-                  spec_dir=args.specs or base / "grading" / "assignments")
+    if args.root and args.sources and args.specs:
+        return Course(root=args.root, source_dir=args.sources, spec_dir=args.specs,
+                      settings_file=args.specs.parent / "course.toml")
+    repo = Course.from_repo()
+    return Course(root=args.root or repo.root, source_dir=args.sources or repo.source_dir,
+                  spec_dir=args.specs or repo.spec_dir, settings_file=repo.settings_file)
 
 
 def _timeouts(args, defaults: Timeouts) -> Timeouts:
@@ -83,56 +90,62 @@ def _timeouts(args, defaults: Timeouts) -> Timeouts:
                     startup=defaults.startup, submission=args.submission_timeout)
 
 
+def _run(args) -> int:
+    course = _course(args)
+    if args.command == "release":
+        from .release import release
+
+        release(course, args.assignments)
+    elif args.command == "collect":
+        from .collect import collect
+
+        report = collect(course, args.path)
+        print(f"collect: {len(report.placed)} placed, {len(report.refused)} refused, {len(report.ignored)} ignored")
+        return 1 if report.refused else 0
+    elif args.command == "autograde":
+        from .autograde import autograde
+
+        statuses = autograde(course, [args.assignment] if args.assignment else None, args.student,
+                             jobs=args.jobs, timeouts=_timeouts(args, DEFAULT_TIMEOUTS),
+                             progress=not args.no_progress, unsafe_no_sandbox=args.unsafe_no_sandbox)
+        flagged = sum(s.status == "flagged" for s in statuses)
+        print(f"autograde: {len(statuses)} submission(s), {flagged} flagged for review")
+    elif args.command == "feedback":
+        from .feedback import feedback
+
+        report = feedback(course, args.assignments)
+        for withheld in report.withheld:
+            print(f"WITHHELD {withheld.submission}: {'; '.join(withheld.reasons)}")
+        print(f"feedback: {len(report.written)} written, {len(report.withheld)} withheld")
+        return 1 if report.withheld else 0
+    elif args.command == "export":
+        from .export import export
+
+        export(course, args.out)
+    elif args.command == "verify":
+        from .simulation.verify import verify
+
+        checks, problems = verify(course, args.assignments, jobs=args.jobs, timeouts=_timeouts(args, DEFAULT_TIMEOUTS),
+                                  keep=args.keep, unsafe_no_sandbox=args.unsafe_no_sandbox)
+        return 0 if all(c.ok for c in checks) and not problems else 1
+    elif args.command == "demo":
+        from .simulation.demo import demo
+
+        ok = demo(course, args.out, jobs=args.jobs, timeouts=_timeouts(args, DEMO_TIMEOUTS), bad_on=args.bad_on,
+                  progress=not args.no_progress, unsafe_no_sandbox=args.unsafe_no_sandbox)
+        return 0 if ok else 1
+    return 0
+
+
 def run(args) -> int:
     """Run one grading subcommand; returns the exit code (1: surprises/refusals, 2: usage or course error)."""
+    from .adapter.api import GradingError
+
     try:
-        course = _course(args)
-        if args.command == "release":
-            from .release import release
-
-            release(course, args.assignments)
-        elif args.command == "collect":
-            from .collect import collect
-
-            report = collect(course, args.path)
-            print(f"collect: {len(report.placed)} placed, {len(report.refused)} refused")
-            return 1 if report.refused else 0
-        elif args.command == "autograde":
-            from .autograde import autograde
-
-            outcomes = autograde(course, [args.assignment] if args.assignment else None, args.student,
-                                 jobs=args.jobs, timeouts=_timeouts(args, DEFAULT_TIMEOUTS),
-                                 progress=not args.no_progress)
-            flagged = sum(o.status == "flagged" for o in outcomes)
-            print(f"autograde: {len(outcomes)} submission(s), {flagged} flagged for review")
-        elif args.command == "feedback":
-            from .feedback import feedback
-
-            feedback(course, args.assignments)
-        elif args.command == "export":
-            from .export import export
-
-            export(course, args.out)
-        elif args.command == "verify":
-            from .verify import verify
-
-            checks, problems = verify(course, args.assignments, jobs=args.jobs,
-                                      timeouts=_timeouts(args, DEFAULT_TIMEOUTS), keep=args.keep)
-            return 0 if all(c.ok for c in checks) and not problems else 1
-        elif args.command == "demo":
-            from .demo import DEMO_TIMEOUTS, demo
-
-            ok = demo(course, args.out, jobs=args.jobs, timeouts=_timeouts(args, DEMO_TIMEOUTS),
-                      bad_on=args.bad_on, progress=not args.no_progress)
-            return 0 if ok else 1
-        return 0
+        return _run(args)
     except CourseError as exc:
         print(f"kdcourse {args.command}: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # GradingError and friends: one clear line, then nbgrader's details
-        from .nbapi import GradingError
-
-        if isinstance(exc, GradingError):
-            print(f"kdcourse {args.command}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except GradingError as exc:  # one clear line, then nbgrader's details
+        print(f"kdcourse {args.command}: {exc}", file=sys.stderr)
+        return 1

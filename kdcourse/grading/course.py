@@ -1,17 +1,23 @@
-"""Where a course lives on disk and which assignments it has.
+"""Where a course lives on disk, which assignments it has, and what its instructor files say.
 
-A course has three places:
+A course has four places:
 
 * ``root`` -- the nbgrader course root (``grading/`` in the repository): ``release/``, ``submitted/``,
   ``autograded/``, ``feedback/``, ``gradebook.db`` and the exports are written here;
 * ``source_dir`` -- the assignment sources, ``<source_dir>/<assignment>/<assignment>.ipynb``
   (``notebooks/assignments/`` in the repository, used in place, never copied);
-* ``spec_dir`` -- one instructor file per assignment, ``<spec_dir>/<assignment>.toml`` (points, budget,
-  misconception submissions).
+* ``spec_dir`` -- one instructor file per assignment, ``<spec_dir>/<assignment>.toml``: points, run-time
+  budget, the answer key of the trusted judge, hidden test inputs, sandbox limits and the misconception
+  submissions that ``kdcourse verify`` grades;
+* ``settings_file`` -- the course-wide settings (``grading/course.toml``): the sandbox limits every
+  assignment starts from.
+
+A submission is named by :class:`Submission` ``(assignment, student)``, in nbgrader's order, everywhere.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,12 +28,54 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-GENERATED_FOLDERS = ("release", "submitted", "autograded", "feedback", "staged", "export")
+__all__ = ["CourseError", "Submission", "OfSubmission", "Misconception", "AssignmentSpec", "Course", "parse_spec",
+           "check_student_id", "STUDENT_ID_RULE", "format_timestamp", "relative_or_absolute"]
+
+_STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: The student-id rule in words (collect, simulated submissions and the CLI all apply it).
+STUDENT_ID_RULE = "1 to 64 letters, digits, '_', '-' or '.', starting with a letter or a digit"
+_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f UTC"
 
 
 class CourseError(RuntimeError):
-    """A course folder, assignment or instructor file is missing or malformed."""
+    """A course folder, assignment, student id or instructor file is missing or malformed."""
+
+
+@dataclass(frozen=True, order=True)
+class Submission:
+    """One student's submission of one assignment: ``(assignment, student)``, nbgrader's order."""
+
+    assignment: str
+    student: str
+
+    def __str__(self) -> str:
+        return f"{self.assignment}/{self.student}"
+
+
+class OfSubmission:
+    """For records about one submission (a ``submission`` field): its assignment and student by name."""
+
+    submission: Submission
+
+    @property
+    def assignment(self) -> str:
+        return self.submission.assignment
+
+    @property
+    def student(self) -> str:
+        return self.submission.student
+
+
+def check_student_id(student: str) -> str:
+    """Return ``student`` if it is a valid student id (:data:`STUDENT_ID_RULE`), else raise CourseError."""
+    if not isinstance(student, str) or not _STUDENT_ID.match(student):
+        raise CourseError(f"student id {student!r} is not valid: use {STUDENT_ID_RULE}")
+    return student
+
+
+def format_timestamp(when: dt.datetime) -> str:
+    """A submission time as nbgrader's ``timestamp.txt`` holds it, in UTC."""
+    return when.astimezone(dt.timezone.utc).strftime(_TIMESTAMP_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -43,7 +91,26 @@ class Misconception:
 
 @dataclass(frozen=True)
 class AssignmentSpec:
-    """The instructor file ``<assignment>.toml`` of one assignment (the one place points are declared)."""
+    """The instructor file ``<assignment>.toml`` of one assignment.
+
+    Attributes
+    ----------
+    points, manual_points : float
+        Total points and the manually graded part (the one place points are declared).
+    budget_s : float
+        Run time a solution may take on two CPU cores, in seconds.
+    judge : str
+        The module that judges the collected answers (default ``kdcourse.judge.<assignment>``).
+    keys : dict
+        ``grade_id -> answer name -> {"answer": ..., "why_wrong": {option: message}}``: the
+        multiple-choice keys, known to the judge only.
+    cases : dict
+        ``grade_id -> answer name -> [arguments, ...]``: hidden test inputs, sent into the kernel at
+        grading time; their expected results are computed by the judge.
+    sandbox : dict
+        Overrides of the course's sandbox limits and hidden modules for this assignment.
+    misconceptions : tuple of Misconception
+    """
 
     assignment_id: str
     title: str
@@ -51,11 +118,11 @@ class AssignmentSpec:
     points: float
     manual_points: float
     budget_s: float
+    judge: str = ""
+    keys: dict = field(default_factory=dict)
+    cases: dict = field(default_factory=dict)
+    sandbox: dict = field(default_factory=dict)
     misconceptions: tuple[Misconception, ...] = ()
-
-    @property
-    def notebook_id(self) -> str:
-        return Path(self.notebook).stem
 
     @property
     def auto_points(self) -> float:
@@ -63,23 +130,11 @@ class AssignmentSpec:
         return self.points - self.manual_points
 
 
-def find_repo_root(start: Path | None = None) -> Path:
-    """The repository holding ``grading/`` and ``notebooks/assignments/``.
-
-    Searches upwards from ``start`` (default: the working directory), then falls back to the folder
-    above the installed ``kdcourse`` package.
-    """
-    here = Path(start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "grading").is_dir() and (candidate / "notebooks" / "assignments").is_dir():
-            return candidate
-    package_parent = Path(__file__).resolve().parents[2]
-    if (package_parent / "notebooks" / "assignments").is_dir():
-        return package_parent
-    raise CourseError(
-        f"no kdcourse repository found above {here} (looked for grading/ and notebooks/assignments/); "
-        "pass --root, --sources and --specs explicitly"
-    )
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CourseError(f"{path}: invalid TOML ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -90,17 +145,30 @@ class Course:
     source_dir: Path
     spec_dir: Path
     course_id: str = "kdcourse"
+    settings_file: Path | None = None
 
     def __post_init__(self):
-        for name in ("root", "source_dir", "spec_dir"):  # noqa: B007
+        for name in ("root", "source_dir", "spec_dir"):
             object.__setattr__(self, name, Path(getattr(self, name)).resolve())
+        if self.settings_file is not None:
+            object.__setattr__(self, "settings_file", Path(self.settings_file).resolve())
 
     @classmethod
-    def from_repo(cls, repo: Path | None = None, root: Path | None = None) -> "Course":
+    def from_repo(cls, repo: Path | None = None, root: Path | None = None) -> Course:
         """The repository's course: root ``grading/`` (or ``root``), sources in ``notebooks/assignments``."""
-        repo = find_repo_root(repo)
+        from kdcourse.paths import RepositoryNotFound, find_repo_root
+
+        try:
+            repo = find_repo_root(repo)
+        except RepositoryNotFound as exc:
+            raise CourseError(str(exc)) from None
         return cls(root=root or repo / "grading", source_dir=repo / "notebooks" / "assignments",
-                   spec_dir=repo / "grading" / "assignments")
+                   spec_dir=repo / "grading" / "assignments", settings_file=repo / "grading" / "course.toml")
+
+    def with_root(self, root: Path) -> Course:
+        """The same course (sources, instructor files, settings) graded in another root folder."""
+        return Course(root=root, source_dir=self.source_dir, spec_dir=self.spec_dir, course_id=self.course_id,
+                      settings_file=self.settings_file)
 
     # -- layout ------------------------------------------------------------------------------
     @property
@@ -109,21 +177,24 @@ class Course:
 
     @property
     def db_url(self) -> str:
-        return "sqlite:///" + str(self.db_path)
+        """The gradebook: ``KDCOURSE_DB_URL`` when set, else SQLite in the root (waits up to 60 s for a lock)."""
+        return os.environ.get("KDCOURSE_DB_URL") or f"sqlite:///{self.db_path}?timeout=60"
 
-    def folder(self, step: str, student: str, assignment: str) -> Path:
-        """``<root>/<step>/<student>/<assignment>`` (``release`` has no student level)."""
-        if step == "release":
-            return self.root / "release" / assignment
-        return self.root / step / student / assignment
+    def folder(self, step: str, submission: Submission) -> Path:
+        """``<root>/<step>/<student>/<assignment>`` of a submission (``step``: submitted, autograded, ...)."""
+        return self.root / step / submission.student / submission.assignment
+
+    def release_folder(self, assignment: str) -> Path:
+        return self.root / "release" / assignment
 
     # -- discovery ---------------------------------------------------------------------------
     def assignments(self) -> list[str]:
         """Assignment ids with a source notebook ``<source_dir>/<id>/<id>.ipynb``, sorted."""
         if not self.source_dir.is_dir():
             raise CourseError(f"assignment sources folder {self.source_dir} does not exist")
-        return sorted(p.parent.name for p in self.source_dir.glob("*/*.ipynb")
-                      if p.stem == p.parent.name and _NAME_RE.match(p.stem))
+        from kdcourse.notebooks import assignment_sources
+
+        return [p.stem for p in assignment_sources(self.source_dir)]
 
     def select(self, requested: list[str] | tuple[str, ...] | None) -> list[str]:
         """``requested`` checked against the sources (all assignments when empty)."""
@@ -141,24 +212,34 @@ class Course:
         return self.source_dir / assignment / f"{assignment}.ipynb"
 
     def release_notebook(self, assignment: str) -> Path:
-        return self.root / "release" / assignment / f"{assignment}.ipynb"
+        return self.release_folder(assignment) / f"{assignment}.ipynb"
 
     def spec(self, assignment: str) -> AssignmentSpec:
         """The instructor file of ``assignment``; raises CourseError if it is missing or malformed."""
         path = self.spec_dir / f"{assignment}.toml"
         if not path.is_file():
-            raise CourseError(f"instructor file {path} is missing (points and misconceptions live there)")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise CourseError(f"{path}: invalid TOML ({exc})") from exc
-        return parse_spec(assignment, data, origin=str(path))
+            raise CourseError(f"instructor file {path} is missing (points and the answer key live there)")
+        return parse_spec(assignment, _read_toml(path), origin=str(path))
+
+    def settings(self) -> dict:
+        """The course-wide settings (``course.toml``), or ``{}`` when the course has none."""
+        if self.settings_file is None or not self.settings_file.is_file():
+            return {}
+        return _read_toml(self.settings_file)
 
     def students(self, step: str = "submitted") -> list[str]:
+        """Student folders under ``<root>/<step>``, sorted."""
         folder = self.root / step
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and _STUDENT_ID.match(p.name))
+
+    def submissions(self, step: str = "submitted", assignments=None, students=None) -> list[Submission]:
+        """The submissions present under ``<root>/<step>``, optionally restricted, sorted."""
+        chosen = self.select(assignments)
+        found = [Submission(aid, s) for aid in chosen for s in self.students(step)
+                 if self.folder(step, Submission(aid, s)).is_dir()]
+        return sorted(s for s in found if not students or s.student in students)
 
 
 def parse_spec(assignment: str, data: dict, origin: str = "<toml>") -> AssignmentSpec:
@@ -172,6 +253,12 @@ def parse_spec(assignment: str, data: dict, origin: str = "<toml>") -> Assignmen
             value = float(value)
         if not isinstance(value, kind):
             raise CourseError(f"{origin}: {where}{key!r} must be {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def table(key) -> dict:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise CourseError(f"{origin}: [{key}] must be a table")
         return value
 
     misconceptions = []
@@ -192,6 +279,16 @@ def parse_spec(assignment: str, data: dict, origin: str = "<toml>") -> Assignmen
             name=name, description=entry.get("description", ""),
             expected_score=need(entry, "expected_score", float, where),
             expected_messages=tuple(messages), replace=dict(replace)))
+    keys = table("key")
+    for grade_id, answers in keys.items():
+        for name, entry in (answers or {}).items():
+            if not isinstance(entry, dict) or "answer" not in entry:
+                raise CourseError(f"{origin}: [key.{grade_id}.{name}] needs an 'answer'")
+    cases = table("cases")
+    for grade_id, answers in cases.items():
+        for name, value in (answers or {}).items():
+            if not isinstance(value, list):
+                raise CourseError(f"{origin}: [cases.{grade_id}] {name} must be a list of argument lists")
     return AssignmentSpec(
         assignment_id=assignment,
         title=data.get("title", assignment),
@@ -199,6 +296,10 @@ def parse_spec(assignment: str, data: dict, origin: str = "<toml>") -> Assignmen
         points=need(data, "points", float, ""),
         manual_points=float(data.get("manual_points", 0.0)),
         budget_s=float(data.get("budget_s", 30.0)),
+        judge=data.get("judge", f"kdcourse.judge.{assignment}"),
+        keys=keys,
+        cases=cases,
+        sandbox=table("sandbox"),
         misconceptions=tuple(misconceptions),
     )
 
@@ -209,3 +310,4 @@ def relative_or_absolute(path: Path, start: Path) -> str:
         return os.path.relpath(path, start)
     except ValueError:  # pragma: no cover - different drives on Windows
         return str(path)
+

@@ -7,17 +7,24 @@ import csv
 from pathlib import Path
 
 from .course import Course
-from .policy import load_report
 from .scores import SubmissionScores, read_scores
+from .status import StatusStore
 
 FIXED_COLUMNS = ["assignment", "student", "score", "max_score", "auto_score", "auto_max_score", "status",
                  "needs_manual_grade", "reasons"]
 
 
-def export_rows(course: Course, assignments=None) -> tuple[list[str], list[dict]]:
-    """The CSV header and rows; question columns are ``q:<grade_id>``."""
-    scores = read_scores(course, assignments)
-    report = load_report(course.root)
+def export_rows(course: Course, assignments=None) -> tuple[list[str], list[dict], list[SubmissionScores]]:
+    """The CSV header, the rows (question columns are ``q:<grade_id>``) and the scores they came from.
+
+    Scores come from the gradebook and statuses from the status store in the same database, joined on
+    the submission; one gradebook session serves both.
+    """
+    from .adapter.api import open_gradebook
+
+    with open_gradebook(course) as gb:
+        scores = read_scores(course, assignments, gb)
+        statuses = StatusStore(gb.engine).read()
     questions = []
     for row in scores:
         for key in row.questions:
@@ -25,15 +32,15 @@ def export_rows(course: Course, assignments=None) -> tuple[list[str], list[dict]
                 questions.append(f"q:{key}")
     rows = []
     for s in scores:
-        entry = report.get(f"{s.assignment}/{s.student}", {})
+        status = statuses.get(s.submission)
         row = {"assignment": s.assignment, "student": s.student, "score": _num(s.score),
                "max_score": _num(s.max_score), "auto_score": _num(s.auto_score),
-               "auto_max_score": _num(s.auto_max), "status": entry.get("status", "graded"),
+               "auto_max_score": _num(s.auto_max), "status": status.status if status else "not autograded",
                "needs_manual_grade": str(s.needs_manual_grade).lower(),
-               "reasons": "; ".join(entry.get("reasons", []))}
+               "reasons": "; ".join(status.reasons) if status else ""}
         row.update({f"q:{k}": _num(v) for k, v in s.questions.items()})
         rows.append(row)
-    return FIXED_COLUMNS + questions, rows
+    return FIXED_COLUMNS + questions, rows, scores
 
 
 def _num(x: float) -> str:
@@ -78,8 +85,8 @@ def plot_histograms(scores: list[SubmissionScores], path: Path) -> Path:
 def export(course: Course, out_dir: Path | None = None, assignments=None, log=print) -> tuple[Path, Path]:
     """Write ``grades.csv`` and ``grades.png`` into ``out_dir`` (default ``<root>/export``)."""
     out_dir = Path(out_dir or course.root / "export")
-    header, rows = export_rows(course, assignments)
+    header, rows, scores = export_rows(course, assignments)
     csv_path = write_csv(out_dir / "grades.csv", header, rows)
-    png_path = plot_histograms(read_scores(course, assignments), out_dir / "grades.png")
+    png_path = plot_histograms(scores, out_dir / "grades.png")
     log(f"exported {len(rows)} row(s) to {csv_path} and the histogram to {png_path}")
     return csv_path, png_path

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .adapter.api import GradingError, checked, make_api
 from .course import Course
 from .leaks import find_leaks, notebook_text, secret_lines
-from .nbapi import GradingError, checked, make_api
 
 
 def release(course: Course, assignments=None, api=None, log=print) -> list[Path]:

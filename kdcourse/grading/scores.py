@@ -1,19 +1,20 @@
-"""Read scores out of the gradebook, per submission and per question, and test-cell messages out of the
-autograded notebooks."""
+"""Read scores out of the gradebook, per submission and per question, and the verdict messages out of
+the autograded notebooks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import nbformat
+from kdcourse.notebooks import cell_output_text, graded_cells, read_notebook
 
-from .course import Course
+from .course import Course, OfSubmission, Submission
+
+__all__ = ["SubmissionScores", "read_scores", "cell_messages"]
 
 
 @dataclass
-class SubmissionScores:
-    assignment: str
-    student: str
+class SubmissionScores(OfSubmission):
+    submission: Submission
     score: float            # total (manual score where given, else autograded)
     max_score: float
     auto_score: float       # autograded part only
@@ -23,51 +24,45 @@ class SubmissionScores:
     question_max: dict[str, float] = field(default_factory=dict)
 
 
-def read_scores(course: Course, assignments=None) -> list[SubmissionScores]:
-    """One entry per submission in the gradebook, sorted by assignment then student."""
-    from nbgrader.api import Gradebook
+def read_scores(course: Course, assignments=None, gb=None) -> list[SubmissionScores]:
+    """One entry per submission in the gradebook, sorted by assignment then student.
 
+    ``gb``: an open ``nbgrader.api.Gradebook`` to read from (default: open one for this call).
+    """
+    if gb is None:
+        from .adapter.api import open_gradebook
+
+        with open_gradebook(course) as opened:
+            return read_scores(course, assignments, opened)
     rows = []
-    with Gradebook(course.db_url, course.course_id) as gb:
-        for assignment in sorted(gb.assignments, key=lambda a: a.name):
-            if assignments and assignment.name not in assignments:
-                continue
-            for submission in sorted(assignment.submissions, key=lambda s: s.student.id):
-                row = SubmissionScores(assignment.name, submission.student.id, 0.0, 0.0, 0.0, 0.0, False)
-                for notebook in sorted(submission.notebooks, key=lambda n: n.name):
-                    solutions = {c.name for c in notebook.notebook.solution_cells}
-                    for grade in sorted(notebook.grades, key=lambda g: g.name):
-                        key = grade.name if len(submission.notebooks) == 1 else f"{notebook.name}:{grade.name}"
-                        score = float(grade.score or 0.0)
-                        row.questions[key] = score
-                        row.question_max[key] = float(grade.max_score)
-                        row.score += score
-                        row.max_score += float(grade.max_score)
-                        if grade.cell.cell_type == "code" and grade.name not in solutions:
-                            row.auto_score += float(grade.auto_score or 0.0)
-                            row.auto_max += float(grade.max_score)
-                        row.needs_manual_grade |= bool(grade.needs_manual_grade)
-                rows.append(row)
+    for assignment in sorted(gb.assignments, key=lambda a: a.name):
+        if assignments and assignment.name not in assignments:
+            continue
+        for submission in sorted(assignment.submissions, key=lambda s: s.student.id):
+            row = SubmissionScores(Submission(assignment.name, submission.student.id), 0.0, 0.0, 0.0, 0.0, False)
+            for notebook in sorted(submission.notebooks, key=lambda n: n.name):
+                solutions = {c.name for c in notebook.notebook.solution_cells}
+                for grade in sorted(notebook.grades, key=lambda g: g.name):
+                    key = grade.name if len(submission.notebooks) == 1 else f"{notebook.name}:{grade.name}"
+                    score = float(grade.score or 0.0)
+                    row.questions[key] = score
+                    row.question_max[key] = float(grade.max_score)
+                    row.score += score
+                    row.max_score += float(grade.max_score)
+                    if grade.cell.cell_type == "code" and grade.name not in solutions:
+                        row.auto_score += float(grade.auto_score or 0.0)
+                        row.auto_max += float(grade.max_score)
+                    row.needs_manual_grade |= bool(grade.needs_manual_grade)
+            rows.append(row)
     return rows
 
 
-def cell_messages(course: Course, assignment: str, student: str) -> dict[str, str]:
-    """``grade_id -> text`` of everything the graded cells printed or raised in the autograded notebook."""
+def cell_messages(course: Course, submission: Submission) -> dict[str, str]:
+    """``grade_id -> text`` of what each graded cell shows in the autograded notebook (the verdicts)."""
     messages: dict[str, str] = {}
-    folder = course.folder("autograded", student, assignment)
-    for path in sorted(folder.glob("*.ipynb")):
-        nb = nbformat.read(str(path), as_version=4)
-        for cell in nb.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if not meta.get("grade") or cell.cell_type != "code":
-                continue
-            parts = []
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "stream":
-                    parts.append(output.get("text", ""))
-                elif output.get("output_type") == "error":
-                    parts.append(f"{output.get('ename', '')}: {output.get('evalue', '')}")
-                elif "data" in output:
-                    parts.append(str(output["data"].get("text/plain", "")))
-            messages[meta["grade_id"]] = "\n".join(parts)
+    for path in sorted(course.folder("autograded", submission).glob("*.ipynb")):
+        nb = read_notebook(path)
+        for graded in graded_cells(nb):
+            if graded.meta.get("grade") and graded.cell.cell_type == "code":
+                messages[graded.grade_id] = cell_output_text(graded.cell)
     return messages

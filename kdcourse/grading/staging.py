@@ -1,8 +1,9 @@
 """Copy a submission into the grading work area, so grading never touches the student's files.
 
 ``submitted/<student>/<assignment>/`` is copied to ``staged/<student>/<assignment>/``; nbgrader grades
-the copy. On the way, problems nbgrader would choke on are dealt with by the documented policy
-(see ``kdcourse.grading.policy``):
+the copy. Only regular notebook files (and ``timestamp.txt``) are copied; symbolic links and other
+files are left behind. On the way, problems nbgrader would choke on are dealt with by the documented
+policy (see :mod:`kdcourse.grading.status`):
 
 * a notebook that is not valid JSON / nbformat is left out of the copy (nbgrader then scores it 0) and
   the submission is flagged with the reason;
@@ -17,27 +18,32 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
+from .course import Course, Submission
 
-from .course import Course
+__all__ = ["STAGING_DIR", "StagedSubmission", "check_notebook", "stage"]
 
 STAGING_DIR = "staged"
 
 
 @dataclass
 class StagedSubmission:
-    student: str
-    assignment: str
+    submission: Submission
     folder: Path
     notes: list[str] = field(default_factory=list)     # handled, graded anyway (e.g. renamed)
     problems: list[str] = field(default_factory=list)  # scored 0 by policy and flagged for review
+    bad_notebooks: list[str] = field(default_factory=list)  # notebook ids scored 0
+
+    def has_notebooks(self, notebooks: list[str]) -> bool:
+        return any((self.folder / name).exists() for name in notebooks)
 
 
 def check_notebook(path: Path) -> str | None:
     """None if ``path`` is a readable, valid notebook, else the reason it is not."""
+    import nbformat
+
     try:
         nb = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # nbformat raises several kinds (NotJSONError, ValueError, KeyError...)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds (NotJSONError, ValueError, KeyError...)
         kind = "not valid JSON" if "JSON" in type(exc).__name__ + str(exc)[:80] else type(exc).__name__
         return f"{path.name} is not a valid notebook ({kind})"
     try:
@@ -47,18 +53,25 @@ def check_notebook(path: Path) -> str | None:
     return None
 
 
-def stage(course: Course, student: str, assignment: str, notebooks: list[str]) -> StagedSubmission:
+def _copy_plain_files(source: Path, target: Path) -> None:
+    target.mkdir(parents=True)
+    for path in sorted(source.iterdir()) if source.is_dir() else ():
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.suffix == ".ipynb" or path.name == "timestamp.txt":
+            shutil.copyfile(path, target / path.name)
+
+
+def stage(course: Course, submission: Submission, notebooks: list[str]) -> StagedSubmission:
     """Copy the submission to the work area and apply the renamed/invalid/missing notebook policy.
 
-    ``notebooks``: the notebook names the assignment expects (e.g. ``["a01_kl_divergence.ipynb"]``).
+    ``notebooks``: the notebook file names the assignment expects (e.g. ``["a01_kl_divergence.ipynb"]``).
     """
-    source = course.folder("submitted", student, assignment)
-    target = course.root / STAGING_DIR / student / assignment
+    target = course.folder(STAGING_DIR, submission)
     if target.exists():
         shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, target, symlinks=False)
-    staged = StagedSubmission(student, assignment, target)
+    _copy_plain_files(course.folder("submitted", submission), target)
+    staged = StagedSubmission(submission, target)
 
     present = {p.name for p in target.glob("*.ipynb")}
     missing = [n for n in notebooks if n not in present]
@@ -70,6 +83,7 @@ def stage(course: Course, student: str, assignment: str, notebooks: list[str]) -
     for name in missing:
         staged.problems.append(f"{name} is missing from the submission"
                                + (f" (found {', '.join(extra)})" if extra else ""))
+        staged.bad_notebooks.append(name[:-len(".ipynb")])
     for name in notebooks:
         path = target / name
         if path.exists():
@@ -77,4 +91,5 @@ def stage(course: Course, student: str, assignment: str, notebooks: list[str]) -
             if reason:
                 path.unlink()
                 staged.problems.append(reason)
+                staged.bad_notebooks.append(name[:-len(".ipynb")])
     return staged

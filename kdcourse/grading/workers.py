@@ -1,9 +1,10 @@
 """A small pool of grading processes, each with one nbgrader API, and a watchdog.
 
-Each worker imports nbgrader once and then autogrades one (assignment, student) at a time, so the
-per-command start-up cost of the ``nbgrader`` CLI is paid once per worker. A task that runs past its
-wall-clock limit gets its worker and that worker's kernel killed (the kernel runs in its own session, so
-the whole process tree is collected); a replacement worker is started and the pool carries on.
+Each worker imports nbgrader once and then autogrades one submission at a time, so the per-command
+start-up cost of the ``nbgrader`` CLI is paid once per worker. The watchdog lives in the parent process,
+which no kernel can see or signal (every kernel runs in its own PID namespace). A task that runs past
+its wall-clock limit gets its worker and that worker's sandboxed kernel killed (the whole process tree
+is collected); a replacement worker is started and the pool carries on.
 """
 
 from __future__ import annotations
@@ -13,67 +14,45 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from pathlib import Path
 
-from .config import Timeouts
-from .course import Course
+from kdcourse.execution import kernel_environment
+
+from .course import Course, Submission
+from .settings import Timeouts
+
+__all__ = ["TaskResult", "run_tasks"]
 
 LOG_TAIL = 20_000
 
 
-def kernel_environment() -> dict[str, str]:
-    """Environment for grading kernels: one thread per math library, no progress bars, CPU, Agg."""
-    import kdcourse
-
-    package_parent = str(Path(kdcourse.__file__).resolve().parent.parent)
-    pythonpath = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = {
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-        "NUMEXPR_NUM_THREADS": "1", "TORCH_NUM_THREADS": "1",
-        "KDCOURSE_PROGRESS": "0", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg",
-        "PYTHONHASHSEED": "0", "PYTHONPATH": os.pathsep.join(dict.fromkeys(pythonpath)),
-        "KDCOURSE_DEVICE": os.environ.get("KDCOURSE_DEVICE", "cpu"),
-        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    }
-    return env
-
-
-def quiet_sqlalchemy() -> None:
-    """nbgrader 0.9.6 triggers harmless SAWarnings with SQLAlchemy 2.x; keep them off the terminal."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=r".*not in session.*")
-    warnings.filterwarnings("ignore", module=r"nbgrader\.api")
-
-
-def _worker_main(conn, course: Course, timeouts: Timeouts, submitted_directory: str) -> None:
+def _worker_main(conn, course: Course, timeouts: Timeouts, submitted_directory: str, unsafe_no_sandbox: bool) -> None:
     os.environ.update(kernel_environment())
-    quiet_sqlalchemy()
     # kernels inherit the worker's stdout/stderr: send their chatter to a log file, not the terminal
     log_dir = course.root / submitted_directory
     log_dir.mkdir(parents=True, exist_ok=True)
     log_fd = os.open(log_dir / f"worker-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
-    from .nbapi import make_api
+    from .adapter import findings
+    from .adapter.api import make_api
 
-    api = make_api(course, timeouts, submitted_directory=submitted_directory)
+    api = make_api(course, timeouts, submitted_directory=submitted_directory, unsafe_no_sandbox=unsafe_no_sandbox)
     while True:
         try:
-            task = conn.recv()
+            submission = conn.recv()
         except EOFError:
             return
-        if task is None:
+        if submission is None:
             return
-        assignment, student = task
         try:
-            result = api.autograde(assignment, student, force=True, create=True)
-        except BaseException:  # nbgrader normally returns; never let the worker die silently
+            result = api.autograde(submission.assignment, submission.student, force=True, create=True)
+        except BaseException:  # noqa: BLE001 - nbgrader normally returns; never let the worker die silently
             result = {"success": False, "error": traceback.format_exc(), "log": ""}
+        found = findings.take(submission)
         text = "\n".join(x for x in (result.get("error"), result.get("log")) if x)
-        conn.send((assignment, student, bool(result.get("success")), text[-LOG_TAIL:]))
+        conn.send((submission, bool(result.get("success")), text[-LOG_TAIL:], found.reasons, found.notes))
 
 
 def _kill_tree(pid: int) -> None:
@@ -94,17 +73,21 @@ def _kill_tree(pid: int) -> None:
 
 @dataclass
 class TaskResult:
-    assignment: str
-    student: str
+    """How grading one submission went, as the worker reported it (or as the watchdog saw it)."""
+
+    submission: Submission
     success: bool
     log: str
     seconds: float
+    reasons: list[str] = field(default_factory=list)  # findings that flag it (limits hit, tampering, ...)
+    notes: list[str] = field(default_factory=list)
 
 
 class _Worker:
-    def __init__(self, ctx, course, timeouts, submitted_directory):
+    def __init__(self, ctx, course, timeouts, submitted_directory, unsafe_no_sandbox):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, course, timeouts, submitted_directory),
+        self.process = ctx.Process(target=_worker_main,
+                                   args=(child, course, timeouts, submitted_directory, unsafe_no_sandbox),
                                    daemon=True)
         self.process.start()
         child.close()
@@ -137,9 +120,9 @@ def _context():
     return mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else "spawn")
 
 
-def run_tasks(course: Course, tasks: list[tuple[str, str]], jobs: int, timeouts: Timeouts,
-              submitted_directory: str, on_result=None) -> list[TaskResult]:
-    """Autograde ``tasks`` ((assignment, student) pairs) with ``jobs`` worker processes.
+def run_tasks(course: Course, tasks: list[Submission], jobs: int, timeouts: Timeouts,
+              submitted_directory: str, on_result=None, unsafe_no_sandbox: bool = False) -> list[TaskResult]:
+    """Autograde ``tasks`` (submissions) with ``jobs`` worker processes.
 
     ``on_result(TaskResult)`` is called in this process as each task finishes. A task over
     ``timeouts.submission`` seconds, or whose worker dies, finishes with ``success=False`` and a log
@@ -148,7 +131,10 @@ def run_tasks(course: Course, tasks: list[tuple[str, str]], jobs: int, timeouts:
     ctx = _context()
     pending = list(tasks)
     results: list[TaskResult] = []
-    workers = [_Worker(ctx, course, timeouts, submitted_directory) for _ in range(max(1, min(jobs, len(tasks))))]
+    def new_worker():
+        return _Worker(ctx, course, timeouts, submitted_directory, unsafe_no_sandbox)
+
+    workers = [new_worker() for _ in range(max(1, min(jobs, len(tasks))))]
 
     def finish(result: TaskResult):
         results.append(result)
@@ -169,22 +155,22 @@ def run_tasks(course: Course, tasks: list[tuple[str, str]], jobs: int, timeouts:
                 outcome = None
                 if worker.conn in ready:
                     try:
-                        assignment, student, success, log = worker.conn.recv()
-                        outcome = TaskResult(assignment, student, success, log, elapsed)
+                        submission, success, log, reasons, notes = worker.conn.recv()
+                        outcome = TaskResult(submission, success, log, elapsed, reasons, notes)
                     except (EOFError, OSError):
                         outcome = None
                 if outcome is None and (worker.process.sentinel in ready or not worker.process.is_alive()):
-                    outcome = TaskResult(*worker.task, False,
+                    outcome = TaskResult(worker.task, False,
                                          "the grading process died unexpectedly (exit code "
                                          f"{worker.process.exitcode})", elapsed)
                     worker.kill()
-                    workers[i] = worker = _Worker(ctx, course, timeouts, submitted_directory)
+                    workers[i] = worker = new_worker()
                 elif outcome is None and elapsed > timeouts.submission:
-                    outcome = TaskResult(*worker.task, False,
+                    outcome = TaskResult(worker.task, False,
                                          f"SubmissionTimeout: grading took longer than {timeouts.submission} s;"
                                          " the kernel was killed", elapsed)
                     worker.kill()
-                    workers[i] = worker = _Worker(ctx, course, timeouts, submitted_directory)
+                    workers[i] = worker = new_worker()
                 if outcome is not None:
                     worker.task = None
                     finish(outcome)

@@ -11,28 +11,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from .autograde import autograde
-from .classroom import build_class, check_class
-from .config import Timeouts
-from .course import Course, CourseError
-from .export import export
-from .feedback import feedback
-from .release import release
-from .table import check_rows, format_table
+from ..autograde import autograde
+from ..course import Course, CourseError
+from ..export import export
+from ..feedback import feedback
+from ..release import release
+from ..settings import DEMO_TIMEOUTS, Timeouts
+from .classroom import build_class, check_class, check_table
 
-DEMO_TIMEOUTS = Timeouts(cell=60, iopub=60, startup=120, submission=600)
+__all__ = ["DEMO_TIMEOUTS", "demo"]
 
 
 def demo(course: Course, out: Path | None = None, jobs: int | None = None, timeouts: Timeouts = DEMO_TIMEOUTS,
-         bad_on: str = "first", progress: bool = True, log=print) -> bool:
+         bad_on: str = "first", progress: bool = True, log=print, unsafe_no_sandbox: bool = False) -> bool:
     """Run the demo in ``out`` (a new temporary folder by default); True when everything is as expected."""
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="kdcourse-demo-"))
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise CourseError(f"{out} is not empty: the demo needs a fresh folder")
-    demo_course = Course(root=out, source_dir=course.source_dir, spec_dir=course.spec_dir,
-                         course_id=course.course_id)
+    demo_course = course.with_root(out)
     start = time.monotonic()
     aids = demo_course.select(None)
     log(f"demo course in {out} (gradebook {demo_course.db_path.name}); assignments: {', '.join(aids)}")
@@ -40,13 +38,13 @@ def demo(course: Course, out: Path | None = None, jobs: int | None = None, timeo
     with_bad = {"first": aids[:1], "all": aids, "none": []}[bad_on]
     students = build_class(demo_course, aids, with_bad=with_bad, stall_s=timeouts.cell + 10)
     log(f"simulated class: {len(students)} submission(s)")
-    outcomes = autograde(demo_course, aids, jobs=jobs, timeouts=timeouts, progress=progress, log=log)
+    outcomes = autograde(demo_course, aids, jobs=jobs, timeouts=timeouts, progress=progress, log=log,
+                         unsafe_no_sandbox=unsafe_no_sandbox)
     feedback(demo_course, aids, log=log)
     csv_path, png_path = export(demo_course, log=log)
     checks = check_class(demo_course, students, outcomes)
-    header, rows = check_rows(checks)
     log("")
-    log(format_table(header, rows))
+    log(check_table(checks))
     surprises = sum(not c.ok for c in checks)
     log(f"\n{len(checks)} submissions graded in {time.monotonic() - start:.0f} s; {surprises} surprise(s). "
         f"Grades: {csv_path}  Histogram: {png_path}  Feedback: {out / 'feedback'}")

@@ -10,8 +10,11 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_TIMEOUTS, Timeouts, course_config
-from .course import Course
+from ..course import Course
+from ..settings import DEFAULT_TIMEOUTS, Timeouts
+from .config import course_config
+
+__all__ = ["GradingError", "ensure_tools_on_path", "make_api", "checked", "quiet_sqlalchemy", "open_gradebook"]
 
 
 class GradingError(RuntimeError):
@@ -26,15 +29,35 @@ def ensure_tools_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bindir, *[p for p in parts if p != bindir]])
 
 
-def make_api(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
-             submitted_directory: str = "submitted"):
-    """An ``nbgrader.apps.NbGraderAPI`` for ``course`` with the hardened configuration."""
+def quiet_sqlalchemy() -> None:
+    """nbgrader 0.9.6 triggers harmless SAWarnings with SQLAlchemy 2.x; keep them off the terminal."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*not in session.*")
+    warnings.filterwarnings("ignore", module=r"nbgrader\.api")
+
+
+def open_gradebook(course: Course):
+    """The course's nbgrader ``Gradebook`` (a context manager; close it), created if missing."""
     ensure_tools_on_path()
+    quiet_sqlalchemy()
+    from nbgrader.api import Gradebook
+
+    course.root.mkdir(parents=True, exist_ok=True)
+    return Gradebook(course.db_url, course.course_id)
+
+
+def make_api(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, submitted_directory: str = "submitted",
+             unsafe_no_sandbox: bool = False):
+    """An ``nbgrader.apps.NbGraderAPI`` for ``course`` with kdcourse's configuration."""
+    ensure_tools_on_path()
+    quiet_sqlalchemy()
     course.root.mkdir(parents=True, exist_ok=True)
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
-    config = course_config(course, timeouts, submitted_directory=submitted_directory)
+    config = course_config(course, timeouts, submitted_directory=submitted_directory,
+                           unsafe_no_sandbox=unsafe_no_sandbox)
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)
 

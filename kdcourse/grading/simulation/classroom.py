@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..course import Course, OfSubmission, Submission
+from ..scores import SubmissionScores, cell_messages, read_scores
 from . import badsubmissions as bad
-from .course import Course
-from .scores import SubmissionScores, cell_messages, read_scores
-from .submissions import (blank_notebook, misconception_notebook, notebook_bytes, solution_notebook,
-                          submit_files)
+from .submissions import blank_notebook, misconception_notebook, notebook_files, solution_notebook, submit_files
+
+__all__ = ["SimulatedStudent", "Check", "build_class", "check_class", "check_table"]
 
 
 @dataclass
-class SimulatedStudent:
-    assignment: str
-    student: str
+class SimulatedStudent(OfSubmission):
+    submission: Submission
     kind: str                          # "solution", "blank", "misconception", "bad"
     expect: bad.Expectation
     messages: tuple[str, ...] = ()     # substrings expected in the graded cells' outputs
@@ -49,38 +49,38 @@ def build_class(course: Course, assignments: list[str], with_bad: list[str] = ()
         spec = course.spec(aid)
         solution = solution_notebook(course, aid)
         blank = blank_notebook(course, aid)
-        name = f"{aid}.ipynb"
-        submit_files(course, "solution", aid, {name: notebook_bytes(solution)})
-        students.append(SimulatedStudent(aid, "solution", "solution", bad.Expectation(score=spec.auto_points),
-                                         description="the instructor's solution"))
-        submit_files(course, "blank", aid, {name: notebook_bytes(blank)})
-        students.append(SimulatedStudent(aid, "blank", "blank", bad.Expectation(score=0.0),
+        submit_files(course, Submission(aid, "solution"), notebook_files(solution, aid))
+        students.append(SimulatedStudent(Submission(aid, "solution"), "solution",
+                                         bad.Expectation(score=spec.auto_points), description="the instructor's solution"))
+        submit_files(course, Submission(aid, "blank"), notebook_files(blank, aid))
+        students.append(SimulatedStudent(Submission(aid, "blank"), "blank", bad.Expectation(score=0.0),
                                          description="the release, untouched"))
         wrong, wrong_score = None, 0.0
         for m in spec.misconceptions:
             nb = misconception_notebook(course, spec, m, base=solution)
             if wrong is None:
                 wrong, wrong_score = nb, m.expected_score
-            submit_files(course, m.name, aid, {name: notebook_bytes(nb)})
-            students.append(SimulatedStudent(aid, m.name, "misconception", bad.Expectation(score=m.expected_score),
+            submit_files(course, Submission(aid, m.name), notebook_files(nb, aid))
+            students.append(SimulatedStudent(Submission(aid, m.name), "misconception",
+                                             bad.Expectation(score=m.expected_score),
                                              messages=m.expected_messages, description=m.description))
         if aid in with_bad:
             ctx = bad.Context(aid, solution, blank, spec.auto_points, wrong, wrong_score, stall_s)
             for case in bad.CASES:
-                submit_files(course, case.name, aid, case.build(ctx))
-                students.append(SimulatedStudent(aid, case.name, "bad", case.expect(ctx),
+                submit_files(course, Submission(aid, case.name), case.build(ctx))
+                students.append(SimulatedStudent(Submission(aid, case.name), "bad", case.expect(ctx),
                                                  description=case.description))
     return students
 
 
-def check_class(course: Course, students: list[SimulatedStudent], outcomes) -> list[Check]:
+def check_class(course: Course, students: list[SimulatedStudent], statuses) -> list[Check]:
     """Compare the gradebook and the autograded notebooks with what each student must get."""
-    status = {(o.assignment, o.student): o for o in outcomes}
-    scores: dict[tuple[str, str], SubmissionScores] = {(s.assignment, s.student): s for s in read_scores(course)}
+    status = {s.submission: s for s in statuses}
+    scores: dict[Submission, SubmissionScores] = {s.submission: s for s in read_scores(course)}
     checks = []
     for sim in students:
-        row = scores.get((sim.assignment, sim.student))
-        outcome = status.get((sim.assignment, sim.student))
+        row = scores.get(sim.submission)
+        outcome = status.get(sim.submission)
         flagged = outcome is not None and outcome.status == "flagged"
         got = row.auto_score if row else None
         check = Check(sim, got, row.auto_max if row else 0.0, "flagged" if flagged else "graded")
@@ -96,9 +96,22 @@ def check_class(course: Course, students: list[SimulatedStudent], outcomes) -> l
             reasons = "; ".join(outcome.reasons) if outcome else ""
             check.problems.append(("flagged: " + reasons) if flagged else "expected to be flagged")
         if sim.messages:
-            text = "\n".join(cell_messages(course, sim.assignment, sim.student).values())
+            text = "\n".join(cell_messages(course, sim.submission).values())
             missing = [m for m in sim.messages if m not in text]
             if missing:
                 check.problems.append("message(s) not shown: " + ", ".join(repr(m) for m in missing))
         checks.append(check)
     return checks
+
+
+def check_table(checks: list[Check]) -> str:
+    """The class table: each simulated student, what grading had to give it, what it gave."""
+    from kdcourse.tables import format_table
+
+    header = ["assignment", "student", "kind", "expected", "autograded", "status", "check"]
+    rows = []
+    for c in checks:
+        got = "-" if c.auto_score is None else f"{c.auto_score:g}/{c.auto_max:g}"
+        rows.append([c.student.assignment, c.student.student, c.student.kind, c.student.expect.describe(), got,
+                     c.status, "ok" if c.ok else "SURPRISE: " + "; ".join(c.problems)])
+    return format_table(header, rows)

@@ -12,13 +12,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .autograde import autograde
-from .classroom import Check, SimulatedStudent, build_class, check_class
-from .config import DEFAULT_TIMEOUTS, Timeouts
-from .course import Course
-from .release import release
-from .scores import read_scores
-from .table import check_rows, format_table
+from ..autograde import autograde
+from ..course import Course
+from ..release import release
+from ..scores import read_scores
+from ..settings import DEFAULT_TIMEOUTS, Timeouts
+from .classroom import Check, SimulatedStudent, build_class, check_class, check_table
+
+__all__ = ["verify", "points_problems"]
 
 
 def points_problems(course: Course, assignments: list[str]) -> list[str]:
@@ -38,17 +39,19 @@ def points_problems(course: Course, assignments: list[str]) -> list[str]:
 
 
 def verify(course: Course, assignments=None, jobs: int | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS,
-           workdir: Path | None = None, keep: bool = False, log=print) -> tuple[list[Check], list[str]]:
+           workdir: Path | None = None, keep: bool = False, log=print,
+           unsafe_no_sandbox: bool = False) -> tuple[list[Check], list[str]]:
     """Run the check; returns the per-submission checks and the points problems."""
     aids = course.select(assignments)
     for aid in aids:
         course.spec(aid)  # a missing or malformed instructor file is reported before any grading
     root = Path(tempfile.mkdtemp(prefix="kdcourse-verify-", dir=workdir))
-    scratch = Course(root=root, source_dir=course.source_dir, spec_dir=course.spec_dir, course_id=course.course_id)
+    scratch = course.with_root(root)
     try:
         release(scratch, aids, log=lambda *_: None)
         students: list[SimulatedStudent] = build_class(scratch, aids)
-        outcomes = autograde(scratch, aids, jobs=jobs, timeouts=timeouts, log=lambda *_: None)
+        outcomes = autograde(scratch, aids, jobs=jobs, timeouts=timeouts, log=lambda *_: None, progress=False,
+                             unsafe_no_sandbox=unsafe_no_sandbox)
         checks = check_class(scratch, students, outcomes)
         problems = points_problems(scratch, aids)
     finally:
@@ -56,8 +59,7 @@ def verify(course: Course, assignments=None, jobs: int | None = None, timeouts: 
             log(f"verification course kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    header, rows = check_rows(checks)
-    log(format_table(header, rows))
+    log(check_table(checks))
     for p in problems:
         log("SURPRISE: " + p)
     bad = sum(not c.ok for c in checks) + len(problems)

@@ -12,46 +12,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
+import shutil
 from pathlib import Path
 
-import nbformat
+from kdcourse.notebooks import model_answer, notebook_bytes, read_notebook, solution_cells, strip_markers
 
-from .course import AssignmentSpec, Course, CourseError, Misconception
+from ..course import AssignmentSpec, Course, CourseError, Misconception, Submission, check_student_id, format_timestamp
 
-_MARKER_RE = re.compile(r"^\s*(###|===)\s*(BEGIN|END)\s+(SOLUTION|HIDDEN TESTS|MARK SCHEME)\s*(###|===)?\s*$")
-FIXED_TIMESTAMP = "2025-01-15 12:00:00.000000 UTC"
+__all__ = ["FIXED_TIMESTAMP", "blank_notebook", "solution_notebook", "misconception_notebook", "submit_files",
+           "notebook_files"]
 
-
-def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def strip_markers(source: str) -> str:
-    """``source`` without the BEGIN/END marker lines (the text between them is kept)."""
-    return "\n".join(line for line in source.splitlines() if not _MARKER_RE.match(line)).strip("\n") + "\n"
-
-
-_MARK_SCHEME_RE = re.compile(r"^\s*Mark scheme\b", re.IGNORECASE)
-
-
-def model_answer(source: str) -> str:
-    """A written answer as a student would hand it in: the text before its "Mark scheme" paragraph."""
-    kept = []
-    for line in source.splitlines():
-        if _MARK_SCHEME_RE.match(line):
-            break
-        kept.append(line)
-    return "\n".join(kept).strip("\n") + "\n"
-
-
-def read_notebook(path: Path):
-    return nbformat.read(str(path), as_version=4)
-
-
-def solution_cells(notebook) -> dict[str, object]:
-    """``grade_id -> cell`` of every solution cell."""
-    return {nbgrader_meta(c)["grade_id"]: c for c in notebook.cells if nbgrader_meta(c).get("solution")}
+#: The submission time of every simulated student (grading twice gives the same late penalties).
+FIXED_TIMESTAMP = format_timestamp(dt.datetime(2025, 1, 15, 12, 0, tzinfo=dt.timezone.utc))
 
 
 def blank_notebook(course: Course, assignment: str):
@@ -87,18 +59,11 @@ def misconception_notebook(course: Course, spec: AssignmentSpec, misconception: 
     return nb
 
 
-def notebook_bytes(nb) -> bytes:
-    return (nbformat.writes(nb) + "\n").encode("utf-8")
-
-
-def submit_files(course: Course, student: str, assignment: str, files: dict[str, bytes],
+def submit_files(course: Course, submission: Submission, files: dict[str, bytes],
                  timestamp: str | None = FIXED_TIMESTAMP) -> Path:
-    """Write ``files`` (name -> bytes) as ``submitted/<student>/<assignment>/``, replacing what was there."""
-    import shutil
-
-    if not re.match(r"^[A-Za-z0-9_.-]+$", student) or student.startswith("."):
-        raise CourseError(f"student id {student!r} must use only letters, digits, '_', '-', '.'")
-    folder = course.folder("submitted", student, assignment)
+    """Write ``files`` (name -> bytes) as the submission's ``submitted/`` folder, replacing what was there."""
+    check_student_id(submission.student)
+    folder = course.folder("submitted", submission)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -109,9 +74,6 @@ def submit_files(course: Course, student: str, assignment: str, files: dict[str,
     return folder
 
 
-def submit_notebook(course: Course, student: str, assignment: str, nb, timestamp: str | None = FIXED_TIMESTAMP):
-    return submit_files(course, student, assignment, {f"{assignment}.ipynb": notebook_bytes(nb)}, timestamp)
-
-
-def now_timestamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+def notebook_files(nb, assignment: str) -> dict[str, bytes]:
+    """``{"<assignment>.ipynb": bytes}``: a one-notebook submission."""
+    return {f"{assignment}.ipynb": notebook_bytes(nb)}

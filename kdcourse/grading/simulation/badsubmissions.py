@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .submissions import nbgrader_meta, notebook_bytes
+from kdcourse.notebooks import nbgrader_meta, notebook_bytes
 
 ALWAYS_EQUAL = '''
 class _AlwaysEqual:
@@ -220,7 +220,7 @@ CASES = (
             build_changed_points, lambda ctx: Expectation(score=ctx.auto_points)),
     BadCase("monkeypatched_checker", "a wrong answer plus numpy/torch comparison functions replaced",
             lambda ctx: _prepend(ctx, MONKEYPATCH, base=ctx.wrong if ctx.wrong is not None else ctx.blank),
-            lambda ctx: Expectation(score=ctx.wrong_score if ctx.wrong is not None else 0.0)),
+            lambda ctx: Expectation(score=ctx.wrong_score if ctx.wrong is not None else 0.0, flagged=True)),
     BadCase("always_equal", "every answer replaced by an object equal and close to everything",
             build_always_equal, lambda ctx: Expectation(score=0.0)),
     BadCase("flood_output", "the full solution printing 100,000 lines",

@@ -1,0 +1,105 @@
+"""The nbgrader configuration of every kdcourse grading command, and of plain ``nbgrader`` commands.
+
+``grading/nbgrader_config.py`` calls :func:`configure` too, so ``nbgrader autograde`` in the course runs
+with the same rules as ``kdcourse autograde``:
+
+* sources stay in ``notebooks/assignments`` (``CourseDirectory.source_directory`` points there);
+* every kernel runs in the sandbox (:class:`~kdcourse.grading.adapter.execute.SandboxedExecute`) and every
+  test cell's verdict comes from the trusted judge (:class:`~kdcourse.grading.adapter.judging.JudgeAnswers`),
+  never from what the kernel printed or raised;
+* cell timeout, kernel start timeout and a raised IOPub timeout, so CPU contention or a long C-level call
+  fails one cell, not the whole submission;
+* tracebacks in ``Minimal`` mode; in feedback, ``ClearHiddenTests`` and ``ClearMarkScheme``, and the
+  student's own content sanitised (:mod:`kdcourse.grading.sanitize`);
+* deleted grade cells are restored (``OverwriteCells.add_missing_cells``);
+* output of a cell limited to a few hundred lines; instructor files never copied into a release.
+"""
+
+from __future__ import annotations
+
+from traitlets.config import Config
+
+from ..course import Course, relative_or_absolute
+from ..settings import DEFAULT_TIMEOUTS, Timeouts
+
+__all__ = ["KERNEL_ARGUMENTS", "configure", "course_config"]
+
+KERNEL_ARGUMENTS = [
+    "--HistoryManager.hist_file=:memory:",
+    # tracebacks without source lines
+    "--InteractiveShell.xmode=Minimal",
+]
+
+
+def configure(c: Config, course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
+              unsafe_no_sandbox: bool = False) -> Config:
+    """Apply kdcourse's grading rules for ``course`` to an nbgrader ``Config`` in place and return it.
+
+    Parameters
+    ----------
+    c : traitlets.config.Config
+    course : Course
+        Gives the course id, the root, where the sources and the instructor files are.
+    timeouts : Timeouts
+    unsafe_no_sandbox : bool
+        Run kernels without the sandbox (only where it cannot start; the report says so).
+    """
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearHiddenTests,
+        ClearMarkScheme,
+        GetGrades,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+
+    from ..sanitize import ProtectStudentMarkers, SanitizeStudentContent
+    from .execute import SandboxedExecute
+    from .judging import JudgeAnswers
+
+    c.CourseDirectory.course_id = course.course_id
+    c.CourseDirectory.root = str(course.root)
+    c.CourseDirectory.source_directory = relative_or_absolute(course.source_dir, course.root)
+    c.CourseDirectory.db_url = course.db_url
+    c.CourseFiles.spec_dir = str(course.spec_dir)
+    c.CourseFiles.source_dir = str(course.source_dir)
+    c.CourseFiles.settings_file = str(course.settings_file or "")
+    c.Exchange.root = str(course.root / "exchange")
+
+    c.SandboxedExecute.timeout = int(timeouts.cell)
+    c.SandboxedExecute.startup_timeout = int(timeouts.startup)
+    c.SandboxedExecute.iopub_timeout = int(timeouts.iopub)
+    # a kernel still busy in C code after the IOPub wait fails that cell (timeout error), not the notebook
+    c.SandboxedExecute.raise_on_iopub_timeout = False
+    c.SandboxedExecute.interrupt_on_timeout = True
+    c.SandboxedExecute.extra_arguments = list(KERNEL_ARGUMENTS)
+    c.SandboxedExecute.unsafe_no_sandbox = bool(unsafe_no_sandbox)
+
+    c.OverwriteCells.add_missing_cells = True
+    c.LimitOutput.max_lines = 300
+    c.LimitOutput.max_traceback = 40
+
+    c.Autograde.autograde_preprocessors = [
+        SandboxedExecute, JudgeAnswers, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    ]
+    # what a student put into a page (outputs, markdown) is neutralised; their marker words cannot break it
+    c.GenerateFeedback.preprocessors = [GetGrades, ProtectStudentMarkers, ClearHiddenTests, ClearMarkScheme,
+                                        SanitizeStudentContent, CSSHTMLHeaderPreprocessor]
+    # instructor-only files never travel into the student release
+    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.toml",
+                                "*.bak", ".DS_Store"]
+    return c
+
+
+def course_config(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, submitted_directory: str = "submitted",
+                  log_level: str = "WARN", unsafe_no_sandbox: bool = False) -> Config:
+    """A complete nbgrader ``Config`` for ``course`` (:func:`configure` on a fresh one)."""
+    c = Config()
+    configure(c, course, timeouts, unsafe_no_sandbox=unsafe_no_sandbox)
+    c.CourseDirectory.submitted_directory = submitted_directory
+    c.NbGraderAPI.log_level = log_level
+    return c

@@ -1,0 +1,177 @@
+"""What happens to a submission that cannot be graded normally -- the documented policy -- and the one
+place each submission's status is kept.
+
+=====================================  ===============================================================
+case                                   what the grader does
+=====================================  ===============================================================
+notebook renamed (one unexpected       graded under the expected name; a note says so; not flagged
+``.ipynb`` in place of the expected)
+notebook missing                       that notebook scores 0, the submission is **flagged**
+notebook not valid JSON / nbformat     that notebook scores 0, the submission is **flagged**
+kernel died (``os._exit``, crash),     every graded cell of the submission scores 0 and is marked
+kernel unresponsive, nbgrader error,   "needs manual grade" (**flagged**); the reason is reported
+the gradebook stayed locked
+submission over its wall-clock limit   the grading process and its kernel are killed; scored and
+                                       flagged as above
+a cell over the cell time limit        only that cell fails (kernel interrupted); the rest is graded
+a sandbox limit hit (memory,           graded on what the answers deserve and **flagged** with the
+processes, CPU time, disk, output)     limit in words ("used more than 2 GiB of memory")
+code that reaches for the grading      graded on what the answers deserve (the judge is outside the
+machinery (IPython hooks, rebinding    kernel) and **flagged** with the cell and what it does
+``check``, monkeypatching modules)
+deleted or edited locked/test cells,   restored from the gradebook and graded normally
+changed ``points``
+=====================================  ===============================================================
+
+"Flagged" means: the status store says ``flagged`` with the reasons, the export's ``status`` and
+``reasons`` columns show them, the notebook is flagged in the gradebook (the formgrader shows the
+flag), and for an ungradable submission its cells are marked "needs manual grade". The student's files
+in ``submitted/`` are never changed; after fixing the cause, re-grade one student with
+``kdcourse autograde ASSIGNMENT --student S``. Manual grades entered meanwhile are kept.
+
+The status store is a table (``kdcourse_status``) in the gradebook's own database, so it travels with
+the gradebook (SQLite or PostgreSQL) and is keyed like it, by :class:`~kdcourse.grading.course.Submission`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+
+from .course import OfSubmission, Submission
+
+__all__ = ["Status", "failure_reason", "StatusStore", "flag_submission", "STATUS_TABLE"]
+
+STATUS_TABLE = "kdcourse_status"
+
+_REASONS = (
+    (re.compile(r"DeadKernelError|Kernel died|kernel died", re.I),
+     "the kernel died while running the notebook (os._exit, a crash or running out of memory)"),
+    (re.compile(r"UnresponsiveKernelError"), "the kernel stopped responding and could not be interrupted"),
+    (re.compile(r"CellTimeoutError|Timeout waiting"),
+     "a cell overran its time limit and the kernel could not be interrupted"),
+    (re.compile(r"SubmissionTimeout: (.*)"), None),
+    (re.compile(r"database is locked"), "the gradebook database stayed locked by another grader"),
+    (re.compile(r"NotJSONError|JSONDecodeError"), "the notebook is not valid JSON"),
+    (re.compile(r"SandboxUnavailable: (.*)"), None),
+)
+
+
+def failure_reason(log: str) -> str:
+    """A one-line reason for a failed nbgrader call, from its log."""
+    for pattern, reason in _REASONS:
+        match = pattern.search(log or "")
+        if match:
+            return reason or match.group(1).strip()
+    lines = [line.strip() for line in (log or "").splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"(Error|Exception)\b", line)]
+    return "nbgrader failed: " + ((errors or lines or ["no log"])[-1])[:200]
+
+
+@dataclass
+class Status(OfSubmission):
+    """The grading status of one submission.
+
+    Attributes
+    ----------
+    submission : Submission
+    status : str
+        ``"graded"``, or ``"flagged"`` when a person should look at it (see the policy above).
+    reasons : list of str
+        Why it is flagged, in words.
+    notes : list of str
+        Handled, for information (a renamed notebook, an interrupted cell).
+    seconds : float
+        Wall time of grading it.
+    sandboxed : bool
+        Whether its kernels ran in the sandbox.
+    """
+
+    submission: Submission
+    status: str = "graded"
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    sandboxed: bool = True
+
+    def flag(self, *reasons: str) -> None:
+        """Flag for review, adding ``reasons`` (each once)."""
+        self.status = "flagged"
+        self.reasons += [r for r in reasons if r not in self.reasons]
+
+
+def _table(metadata):
+    from sqlalchemy import Boolean, Column, Float, String, Table, Text
+
+    return Table(STATUS_TABLE, metadata,
+                 Column("assignment", String(128), primary_key=True),
+                 Column("student", String(128), primary_key=True),
+                 Column("status", String(16), nullable=False),
+                 Column("reasons", Text, nullable=False),
+                 Column("notes", Text, nullable=False),
+                 Column("seconds", Float, nullable=False),
+                 Column("sandboxed", Boolean, nullable=False),
+                 Column("graded_at", String(40), nullable=False))
+
+
+class StatusStore:
+    """The status of every graded submission, in the gradebook database (table :data:`STATUS_TABLE`).
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The gradebook's engine (``Gradebook(...).engine``), opened first so nbgrader creates its tables.
+    """
+
+    def __init__(self, engine):
+        from sqlalchemy import MetaData
+
+        self.engine = engine
+        self.table = _table(MetaData())
+        self.table.create(engine, checkfirst=True)
+
+    def write(self, status: Status) -> None:
+        """Insert or replace the row of ``status.submission``."""
+        row = {"assignment": status.assignment, "student": status.student, "status": status.status,
+               "reasons": json.dumps(status.reasons, ensure_ascii=False),
+               "notes": json.dumps(status.notes, ensure_ascii=False), "seconds": round(status.seconds, 2),
+               "sandboxed": bool(status.sandboxed),
+               "graded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        key = (self.table.c.assignment == status.assignment) & (self.table.c.student == status.student)
+        with self.engine.begin() as connection:
+            connection.execute(self.table.delete().where(key))
+            connection.execute(self.table.insert().values(**row))
+
+    def read(self) -> dict[Submission, Status]:
+        """Every stored status, keyed by submission."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(self.table.select()).mappings().all()
+        return {Submission(r["assignment"], r["student"]): Status(
+            Submission(r["assignment"], r["student"]), r["status"], json.loads(r["reasons"]), json.loads(r["notes"]),
+            float(r["seconds"]), bool(r["sandboxed"])) for r in rows}
+
+
+def flag_submission(gb, submission: Submission, zero_notebooks: list[str] | None = None) -> None:
+    """Flag a submission in an open nbgrader ``Gradebook`` (the formgrader shows the flag).
+
+    Parameters
+    ----------
+    gb : nbgrader.api.Gradebook
+    submission : Submission
+    zero_notebooks : list of str, optional
+        Notebook ids whose graded cells score 0 and are marked "needs manual grade" (an ungradable
+        notebook). Manual scores already entered are kept (nbgrader prefers them). Default: none;
+        ``["*"]``: every notebook of the submission.
+    """
+    gb.update_or_create_student(submission.student)
+    graded = gb.update_or_create_submission(submission.assignment, submission.student)
+    zero = set(zero_notebooks or [])
+    for notebook in graded.notebooks:
+        notebook.flagged = True
+        if "*" in zero or notebook.name in zero:
+            for grade in notebook.grades:
+                grade.auto_score = 0.0
+                grade.needs_manual_grade = True
+    gb.db.commit()
