@@ -1,20 +1,22 @@
-"""Find instructor-only text (solutions, hidden tests, mark schemes) in files meant for students."""
+"""Find instructor-only text (solutions, hidden tests, mark schemes) in files meant for students.
+
+Two scans, for two kinds of file:
+
+* a **release** notebook is made by nbgrader from the source alone: :func:`secret_lines` and
+  :func:`find_leaks` compare whole stripped lines (a short secret quoted inside a sentence of the student
+  version is no leak) and flag every marker word;
+* a **feedback** page also shows whatever the student printed, so a secret can stand anywhere in a line:
+  :func:`feedback_secrets`, :func:`page_lines` and :func:`find_contained_leaks` compare by containment,
+  after normalising whitespace and invisible characters, the text and the attribute values of the page.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import nbformat
+from kdcourse.notebooks import MARKERS, block_kind_of_lines, read_notebook
 
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS",
-           "BEGIN MARK SCHEME", "END MARK SCHEME")
-_BLOCKS = {
-    "solution": (re.compile(r"BEGIN SOLUTION"), re.compile(r"END SOLUTION")),
-    "hidden test": (re.compile(r"BEGIN HIDDEN TESTS"), re.compile(r"END HIDDEN TESTS")),
-    "mark scheme": (re.compile(r"BEGIN MARK SCHEME"), re.compile(r"END MARK SCHEME")),
-}
-_MARK_SCHEME_PARAGRAPH = re.compile(r"Mark scheme\b", re.IGNORECASE)
 MIN_LINE = 12  # shorter lines ("return x", "else:") are too common to mean anything
 
 
@@ -24,23 +26,12 @@ def secret_lines(source_notebook: Path, kinds=("solution", "hidden test", "mark 
     Inside a solution block, a paragraph that starts with "Mark scheme" and everything after it count
     as mark scheme, not solution.
     """
-    nb = nbformat.read(str(source_notebook), as_version=4)
+    nb = read_notebook(source_notebook)
     inside: dict[str, str] = {}
     outside: set[str] = set()
     for cell in nb.cells:
-        current = None
-        for raw in cell.source.splitlines():
+        for raw, current in block_kind_of_lines(cell.source):
             line = raw.strip()
-            opened = [k for k, (start, _) in _BLOCKS.items() if start.search(line)]
-            closed = [k for k, (_, end) in _BLOCKS.items() if end.search(line)]
-            if opened:
-                current = opened[0]
-                continue
-            if closed:
-                current = None
-                continue
-            if current == "solution" and _MARK_SCHEME_PARAGRAPH.match(line):
-                current = "mark scheme"  # a written answer's mark scheme follows its model answer
             if len(line) < MIN_LINE:
                 continue
             if current is None:
@@ -64,12 +55,96 @@ def find_leaks(text: str, secrets: dict[str, str]) -> list[str]:
 
 def notebook_text(path: Path) -> str:
     """The sources of every cell of a notebook, one after another, for leak scans."""
-    nb = nbformat.read(str(path), as_version=4)
-    return "\n".join(cell.source for cell in nb.cells)
+    return "\n".join(cell.source for cell in read_notebook(path).cells)
 
 
 def html_text(html: str) -> str:
-    """Visible text of an HTML page (tags dropped, entities decoded) for leak scans."""
+    """Visible text of an HTML page (tags dropped, entities decoded); feedback scans use :func:`page_lines`."""
     import html as html_module
 
     return html_module.unescape(re.sub(r"<[^>]+>", "", html))
+
+
+# --- feedback pages -------------------------------------------------------------------------------------
+
+#: A secret line shorter than this (whitespace-normalised) is too common to mean anything in a page that
+#: also shows the student's own code and output.
+MIN_FEEDBACK_SECRET = 20
+#: The instructor-only kinds a feedback page must not contain. Solutions are not among them: a student who
+#: wrote the right line, or the model answer, sees their own work.
+FEEDBACK_SECRET_KINDS = ("hidden test", "mark scheme")
+
+
+def normalise_text(text: str) -> str:
+    """``text`` in NFKC form, without invisible format characters (zero-width spaces and joiners, bidi
+    controls), every run of whitespace one space, stripped: what two texts must share to read the same."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", str(text))
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return " ".join(text.split())
+
+
+def feedback_secrets(source_notebook: Path, min_length: int = MIN_FEEDBACK_SECRET) -> dict[str, str]:
+    """The instructor-only lines of ``source_notebook`` that no feedback page may contain: ``{line: kind}``,
+    each line whitespace-normalised (:func:`normalise_text`) and at least ``min_length`` characters.
+
+    Kinds: ``"hidden test"`` (hidden-test blocks) and ``"mark scheme"`` (mark-scheme blocks and the
+    "Mark scheme" paragraph of a written answer). Solutions and model answers are not among them: a
+    student's page shows the student's own answers, and a student who wrote the model answer reads their
+    own words. A line that also stands outside every instructor-only block (students see it) is no secret.
+    """
+    nb = read_notebook(source_notebook)
+    inside: dict[str, str] = {}
+    outside: set[str] = set()
+    for cell in nb.cells:
+        for raw, current in block_kind_of_lines(cell.source):
+            line = normalise_text(raw)
+            if len(line) < min_length:
+                continue
+            if current is None:
+                outside.add(line)
+            elif current == "solution":
+                continue
+            else:
+                inside.setdefault(line, current)
+    return {line: kind for line, kind in inside.items() if line not in outside}
+
+
+def page_lines(html: str) -> list[str]:
+    """The text of an HTML page for leak scans, line by line and normalised: its text (tags dropped,
+    entities decoded, so a line split by highlighting spans reads whole) and, one per line, the value of
+    every attribute (text a student can hide in ``title`` or ``alt``)."""
+    from html.parser import HTMLParser
+
+    texts: list[str] = []
+    attributes: list[str] = []
+
+    class _Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attributes.extend(value for _, value in attrs if value)
+
+        def handle_startendtag(self, tag, attrs):
+            self.handle_starttag(tag, attrs)
+
+        def handle_data(self, data):
+            texts.append(data)
+
+    parser = _Collect(convert_charrefs=True)
+    parser.feed(str(html))
+    parser.close()
+    lines = "".join(texts).splitlines() + [line for value in attributes for line in value.splitlines()]
+    return [normal for normal in (normalise_text(line) for line in lines) if normal]
+
+
+def find_contained_leaks(lines: list[str], secrets: dict[str, str]) -> list[str]:
+    """Descriptions of every secret (normalised, from :func:`feedback_secrets`) that some line of
+    ``lines`` (normalised, from :func:`page_lines`) contains, whatever stands before or after it."""
+    text = "\n".join(lines)
+    return [f"{kind} line {line!r}" for line, kind in secrets.items() if line in text]
+
+
+def marker_counts(text: str) -> dict[str, int]:
+    """How often each of :data:`~kdcourse.notebooks.MARKERS` occurs in ``text`` (normalised)."""
+    normal = normalise_text(text)
+    return {marker: normal.count(marker) for marker in MARKERS if marker in normal}
