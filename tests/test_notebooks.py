@@ -102,3 +102,20 @@ def test_validator_passes_source(path: Path, tmp_path: Path):
 def test_validator_inverted_passes_release(path: Path, releases):
     results = _validator(invert=True).validate(str(releases[path.parent.name]))
     assert results == {}, f"a test passes on the blank release of {path.name}: {results}"
+
+
+def test_a_numpy_only_assignment_never_imports_torch():
+    """a01 needs only numpy: its kernel (as a student or the grader runs it) never pays for torch."""
+    import nbformat
+
+    path = next(p for p in ASSIGNMENTS if p.parent.name == "a01_kl_divergence")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import sys\nprint('heavy:', sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules))"))
+    result = execute_notebook(path, notebook=nb, timeout=HANG_GUARD_S, allow_errors=True)
+    assert result.errors == []
+    assert nb_text(result.notebook.cells[-1]) == "heavy: []\n"
+
+
+def nb_text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
