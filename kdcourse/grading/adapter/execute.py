@@ -134,6 +134,12 @@ class SandboxedExecute(Execute, CourseFiles):
         finally:
             reason = km.exit_reason() if km is not None and hasattr(km, "exit_reason") else None
             if reason:
-                findings.record_reason(_submission(self.resources), f"the kernel {reason}")
+                # a limit hit flags the submission; a kernel that died of something else while running is
+                # already a failed submission, and one that crashes on its way out (after the last cell) is
+                # only worth a note
+                from kdcourse.sandbox import limit_messages
+
+                record = findings.record_reason if reason in limit_messages(km.limits).values() else findings.record_note
+                record(_submission(self.resources), f"the kernel {reason}")
 
     _cleanup_kernel = run_sync(_async_cleanup_kernel)
