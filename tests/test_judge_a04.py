@@ -109,7 +109,7 @@ def test_a_hidden_agreement_case_is_judged_only_when_graded():
     # Right on the visible pairs (lengths 10 and 3), wrong on the hidden pair of length 2.
     source = AGREEMENT.replace("return float", "return 0.5 if len(student_pred) == 2 else float")
     assert verdict("test_agreement", "agreement", source, graded=False).passed
-    assert_wrong(verdict("test_agreement", "agreement", source), "agreement([5, 5], [5, 5]) returned 0.5, expected 1.0")
+    assert_wrong(verdict("test_agreement", "agreement", source), "agreement([5, 5], [5, 5]) returned 0.5 on a hidden test input (its expected value is not shown)")
 
 
 @pytest.mark.parametrize("body, message", [

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .items import Answer, Call, Context, Item, Results
-from .matching import diagnose, expect_close, fmt
+from .matching import diagnose, expect_close, expected_clause, fmt
 from .static import forbid_delegation
 from .values import as_array, as_number, check_choice_format, choice_item, judge_choice
 from .verdict import Wrong
@@ -161,8 +161,8 @@ def _judge_call(name: str, call: Call) -> None:
             raise Wrong(f"{call_text} returned NaN: a class with probability 0 gave 0·log 0 = 0·(−inf) = NaN. "
                         "By convention 0·log 0 = 0: such a class contributes nothing "
                         "(use np.where(p > 0, ..., 0.0)).")
-        raise Wrong(f"{call_text} returned NaN (expected {fmt(expected)}).")
-    expect_close(call_text, actual, expected, variants, rtol=RTOL, atol=ATOL)
+        raise Wrong(f"{call_text} returned NaN{expected_clause(expected, call.hidden)}.")
+    expect_close(call_text, actual, expected, variants, rtol=RTOL, atol=ATOL, hidden=call.hidden)
 
 
 def _function_item(grade_id: str, name: str, args: tuple[str, ...], cases: list) -> Item:

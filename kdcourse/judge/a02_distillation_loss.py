@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .items import Answer, Call, Context, Item, Results
-from .matching import close, expect_close, fmt
+from .matching import close, expect_close, expected_clause, fmt
 from .static import forbid_delegation
 from .values import as_array, choice_item
 from .verdict import Wrong
@@ -198,15 +198,17 @@ def tensor_result(call: Call, name: str, scalar: bool = False) -> np.ndarray:
     return as_array(value, name)
 
 
-def compare(call_text: str, actual: np.ndarray, expected, variants: list, nan_hint: str = "") -> None:
-    """Raise :class:`Wrong` unless ``actual`` is ``expected``; name the misconception it matches."""
+def compare(call_text: str, actual: np.ndarray, expected, variants: list, nan_hint: str = "",
+            hidden: bool = False) -> None:
+    """Raise :class:`Wrong` unless ``actual`` is ``expected``; name the misconception it matches (a hidden
+    input's expected value is not shown)."""
     expected = np.asarray(expected, dtype=np.float64)
     if close(actual, expected, rtol=RTOL, atol=ATOL):
         return
     if not np.isfinite(actual).all() and np.isfinite(expected).all():
-        raise Wrong(f"{call_text} returned {fmt(actual)} (expected {fmt(expected)}). {nan_hint}".strip())
+        raise Wrong(f"{call_text} returned {fmt(actual)}{expected_clause(expected, hidden)}. {nan_hint}".strip())
     plain = [(np.asarray(value, dtype=np.float64), message) for value, message in variants]
-    expect_close(call_text, actual, expected, plain, rtol=RTOL, atol=ATOL)
+    expect_close(call_text, actual, expected, plain, rtol=RTOL, atol=ATOL, hidden=hidden)
 
 
 def _args(call: Call) -> list:
@@ -222,7 +224,7 @@ def _judge_softmax(results: Results, context: Context) -> None:
         z, T = _args(call)
         actual = tensor_result(call, "softmax_with_temperature")
         compare(f"softmax_with_temperature(logits of shape {tuple(z.shape)}, T={T})", actual,
-                torch.softmax(z / T, -1), softmax_variants(z, T), nan_hint=OVERFLOW_HINT)
+                torch.softmax(z / T, -1), softmax_variants(z, T), nan_hint=OVERFLOW_HINT, hidden=call.hidden)
 
 
 def _static_softmax(context: Context) -> None:
@@ -243,7 +245,7 @@ def _judge_loss_call(name: str, call: Call, teacher_graded: bool) -> None:
     correct, variants = loss_variants(z, v, T)
     call_text = f"{name}(student, teacher, T={T}) on a batch of {z.shape[0]}"
     actual = tensor_result(call, name)
-    compare(call_text, actual, correct, variants, NAN_LOSS_HINT)  # a non-scalar fails here, by its shape
+    compare(call_text, actual, correct, variants, NAN_LOSS_HINT, call.hidden)  # a non-scalar fails here, by its shape
     returned = call.returned
     if not returned.requires_grad or not returned.grad_fn:
         raise Wrong(f"{call_text}: the value is right but no gradient flows to the student: .detach(), .item(), "
@@ -263,7 +265,7 @@ def _judge_loss_call(name: str, call: Call, teacher_graded: bool) -> None:
     got = as_array(student_grad, f"the gradient of {name}")
     if not close(got, expected_grad, rtol=RTOL, atol=ATOL):
         raise Wrong(f"{call_text}: the value is right but the gradient with respect to the student logits is not "
-                    f"T·(p_s − p_t)/B: got {fmt(got)}, expected {fmt(expected_grad)}.")
+                    f"T·(p_s − p_t)/B: got {fmt(got)}{expected_clause(expected_grad, call.hidden)}.")
 
 
 def _judge_distillation_loss(results: Results, context: Context) -> None:
@@ -284,7 +286,7 @@ def _judge_gradient(results: Results, context: Context) -> None:
         correct, variants = gradient_variants(z, v, T)
         actual = tensor_result(call, "distillation_gradient")
         compare(f"distillation_gradient(student, teacher, T={T}) on a batch of {z.shape[0]}", actual, correct,
-                variants)
+                variants, hidden=call.hidden)
 
 
 def _static_gradient(context: Context) -> None:
@@ -324,7 +326,7 @@ def _judge_combined(results: Results, context: Context) -> None:
         correct, variants = combined_variants(z, v, y, alpha, T)
         call_text = f"combined_loss(student, teacher, targets, alpha={alpha}, T={T})"
         actual = tensor_result(call, "combined_loss", scalar=True)
-        compare(call_text, actual, correct, variants, NAN_LOSS_HINT)
+        compare(call_text, actual, correct, variants, NAN_LOSS_HINT, call.hidden)
         if not call.returned.requires_grad:
             raise Wrong(f"{call_text}: no gradient flows to the student (the graph was cut).")
 

@@ -28,7 +28,7 @@ from kdcourse.answers.plain import Value
 from kdcourse.answers.scenarios import flat_parameters, stale_gradients, tiny_scenario
 
 from .items import Answer, Call, Context, Item, Results, Step
-from .matching import close
+from .matching import close, expected_clause
 from .static import forbid_delegation
 from .values import choice_item, require_answered
 from .verdict import Wrong
@@ -320,7 +320,8 @@ def _judge_pgr_call(call: Call) -> None:
     if close(actual, expected, rtol=1e-9, atol=1e-12):
         return
     message = pgr_diagnosis(actual, weak, transferred, ceiling)
-    raise Wrong(f"{call_text} returned {actual!r}, expected {expected!r}" + (f": {message}" if message else ""))
+    shown = f", expected {expected!r}" if not call.hidden else expected_clause(expected, hidden=True)
+    raise Wrong(f"{call_text} returned {actual!r}{shown}" + (f": {message}" if message else ""))
 
 
 def _judge_pgr(results: Results, context: Context) -> None:

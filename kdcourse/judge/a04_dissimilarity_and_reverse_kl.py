@@ -20,7 +20,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .items import Answer, Call, Context, Item, Results
-from .matching import close, diagnose
+from .matching import close, diagnose, expected_clause
 from .static import forbid_delegation
 from .values import check_choice_format, choice_item, choice_key, judge_choice, require_answered
 from .verdict import Wrong
@@ -225,7 +225,7 @@ def _judge_agreement(results: Results, context: Context) -> None:
             (1 - expected, "agreement returned the disagreement rate: agreement is the share of examples where "
                            "the student's top class equals the teacher's"),
         ], rtol=RATE_RTOL, atol=RATE_ATOL)
-        raise Wrong(found or f"agreement({s}, {t}) returned {actual}, expected {expected}")
+        raise Wrong(found or f"agreement({s}, {t}) returned {actual}{expected_clause(expected, call.hidden)}")
 
 
 def _copied_variants(s, t, y) -> list:
@@ -252,8 +252,8 @@ def _judge_share_copied(results: Results, context: Context) -> None:
             continue
         found = diagnose(actual, _copied_variants(s, t, y), rtol=RATE_RTOL, atol=RATE_ATOL)
         if found:
-            raise Wrong(f"{name} returned {actual:.4f}, expected {expected:.4f}: {found}")
-        raise Wrong(f"{name} returned {actual!r}, expected {expected!r}")
+            raise Wrong(f"{name} returned {actual:.4f}{expected_clause(expected, call.hidden)}: {found}")
+        raise Wrong(f"{name} returned {actual!r}{expected_clause(expected, call.hidden)}")
 
 
 def _judge_scenario_c(results: Results, context: Context) -> str:
@@ -311,8 +311,8 @@ def _judge_reverse_call(call: Call) -> None:
     if not close(actual, truth, rtol=1e-6, atol=1e-9):
         found = diagnose(actual, _reverse_variants(z, v, T), rtol=1e-6, atol=1e-9)
         if found:
-            raise Wrong(f"{name} returned {actual:.6f}, expected {truth:.6f}: {found}")
-        raise Wrong(f"{name} returned {actual:.6f}, expected {truth:.6f} "
+            raise Wrong(f"{name} returned {actual:.6f}{expected_clause(truth, call.hidden)}: {found}")
+        raise Wrong(f"{name} returned {actual:.6f}{expected_clause(truth, call.hidden)} "
                     "(T²·KL(p_s^T‖p_t^T), summed over classes, averaged over the batch)")
     grad = (call.grads or {}).get(0)
     if not result.requires_grad or grad is None or grad.kind != "tensor":
@@ -356,8 +356,8 @@ def _judge_gaussian_entropy(results: Results, context: Context) -> None:
             (0.5 * math.log(2 * math.pi * sigma**2), "the e inside the log is missing: H = ½·log(2πe σ²)"),
         ], rtol=1e-9, atol=1e-12)
         if found:
-            raise Wrong(f"gaussian_entropy({sigma}) returned {actual:.6f}, expected {expected:.6f}: {found}")
-        raise Wrong(f"gaussian_entropy({sigma}) returned {actual!r}, expected {expected!r}")
+            raise Wrong(f"gaussian_entropy({sigma}) returned {actual:.6f}{expected_clause(expected, call.hidden)}: {found}")
+        raise Wrong(f"gaussian_entropy({sigma}) returned {actual!r}{expected_clause(expected, call.hidden)}")
 
 
 def _judge_fit_entropies(results: Results, context: Context) -> str:

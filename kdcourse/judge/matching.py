@@ -15,7 +15,7 @@ import numpy as np
 
 from .verdict import Wrong
 
-__all__ = ["close", "diagnose", "expect_close", "fmt"]
+__all__ = ["close", "diagnose", "expect_close", "expected_clause", "fmt"]
 
 Variant = tuple[Any, str]
 
@@ -63,12 +63,21 @@ def fmt(x: Any, digits: int = 6) -> str:
     return np.array2string(a, precision=digits, separator=", ")
 
 
+def expected_clause(expected: Any, hidden: bool) -> str:
+    """How a message gives the right value: ``", expected 0.456435"`` after a visible input's result;
+    for a hidden input the grader keeps it (the input itself may be shown, its answer is not)."""
+    if hidden:
+        return " on a hidden test input (its expected value is not shown)"
+    return f", expected {fmt(expected)}"
+
+
 def expect_close(call_text: str, actual: Any, expected: Any, variants: Iterable[Variant] = (),
-                 rtol: float = 1e-6, atol: float = 1e-9, mismatch: str | None = None) -> None:
+                 rtol: float = 1e-6, atol: float = 1e-9, mismatch: str | None = None, hidden: bool = False) -> None:
     """Raise :class:`Wrong` unless ``actual`` is close to ``expected``.
 
     The message names the first matching misconception (``"<call_text>: <message>"``), else is
-    ``mismatch`` or ``"<call_text> returned X, expected Y."``.
+    ``mismatch`` or ``"<call_text> returned X, expected Y."`` (without ``Y`` when ``hidden``: the input is a
+    hidden test's).
     """
     if close(actual, expected, rtol=rtol, atol=atol):
         return
@@ -78,4 +87,4 @@ def expect_close(call_text: str, actual: Any, expected: Any, variants: Iterable[
     a, e = _array(actual), _array(expected)
     if a.shape != e.shape:
         raise Wrong(mismatch or f"{call_text} returned shape {a.shape}, expected shape {e.shape}.")
-    raise Wrong(mismatch or f"{call_text} returned {fmt(a)}, expected {fmt(e)}.")
+    raise Wrong(mismatch or f"{call_text} returned {fmt(a)}{expected_clause(e, hidden)}.")
