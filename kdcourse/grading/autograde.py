@@ -92,11 +92,11 @@ class _Recorder:
 def _apply(status: Status, result: TaskResult, bad_notebooks: list[str]) -> list[str] | None:
     """Merge a worker's result into ``status``; return the notebooks to score 0 (or None)."""
     status.seconds += result.seconds
-    status.notes += result.notes
+    status.note(*result.notes)
     if result.reasons:
         status.flag(*result.reasons)
     if not result.success:
-        status.flag(failure_reason(result.log))
+        status.flag(result.failure or failure_reason(result.log))
         return ["*"]
     return bad_notebooks or None
 
@@ -142,7 +142,8 @@ def _grade(course, recorder, chosen, jobs, timeouts, progress, log, unsafe_no_sa
     notebooks = {aid: expected_notebooks(recorder.gb, course, aid) for aid in {s.assignment for s in chosen}}
     for submission in chosen:
         staged = stage(course, submission, notebooks[submission.assignment])
-        status = statuses[submission] = Status(submission, notes=list(staged.notes), sandboxed=not unsafe_no_sandbox)
+        status = statuses[submission] = Status(submission, sandboxed=not unsafe_no_sandbox)
+        status.note(*staged.notes)
         if staged.problems:
             status.flag(*staged.problems)
         bad[submission] = staged.bad_notebooks

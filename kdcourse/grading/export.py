@@ -47,12 +47,24 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
+def spreadsheet_safe(value: object) -> str:
+    """A CSV cell no spreadsheet runs as a formula: text starting with ``= + - @``, a tab or a carriage
+    return gets a leading apostrophe (numbers are left as they are)."""
+    text = str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
 def write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header, restval="")
+        writer = csv.DictWriter(fh, fieldnames=[spreadsheet_safe(h) for h in header], restval="")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({spreadsheet_safe(k): spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     return path
 
 

@@ -42,32 +42,40 @@ from dataclasses import dataclass, field
 
 from .course import OfSubmission, Submission
 
-__all__ = ["Status", "failure_reason", "StatusStore", "flag_submission", "STATUS_TABLE"]
+__all__ = ["Status", "failure_reason", "clean_words", "StatusStore", "flag_submission", "STATUS_TABLE"]
 
 STATUS_TABLE = "kdcourse_status"
 
+#: What a failed nbgrader call's log shows, and the reason in words. Only exception names are matched and
+#: no text is taken from the log: nbgrader's log quotes the notebook (a cell's grade_id, say), which the
+#: student wrote.
 _REASONS = (
     (re.compile(r"DeadKernelError|Kernel died|kernel died", re.I),
      "the kernel died while running the notebook (os._exit, a crash or running out of memory)"),
     (re.compile(r"UnresponsiveKernelError"), "the kernel stopped responding and could not be interrupted"),
     (re.compile(r"CellTimeoutError|Timeout waiting"),
      "a cell overran its time limit and the kernel could not be interrupted"),
-    (re.compile(r"SubmissionTimeout: (.*)"), None),
     (re.compile(r"database is locked"), "the gradebook database stayed locked by another grader"),
     (re.compile(r"NotJSONError|JSONDecodeError"), "the notebook is not valid JSON"),
-    (re.compile(r"SandboxUnavailable: (.*)"), None),
+    (re.compile(r"SandboxUnavailable"), "the grading sandbox could not start (see `kdcourse doctor`)"),
 )
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
+
+
+def clean_words(text: str, limit: int = 400) -> str:
+    """``text`` as safe words for a terminal, a CSV file or a web page: control and direction-changing
+    characters become spaces, runs of white space one space, and it is cut at ``limit`` characters."""
+    words = " ".join(_CONTROL.sub(" ", str(text)).split())
+    return words if len(words) <= limit else words[: limit - 1] + "…"
 
 
 def failure_reason(log: str) -> str:
-    """A one-line reason for a failed nbgrader call, from its log."""
+    """A one-line reason for a failed nbgrader call, from its log (the exception's kind, never its text)."""
     for pattern, reason in _REASONS:
-        match = pattern.search(log or "")
-        if match:
-            return reason or match.group(1).strip()
-    lines = [line.strip() for line in (log or "").splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"(Error|Exception)\b", line)]
-    return "nbgrader failed: " + ((errors or lines or ["no log"])[-1])[:200]
+        if pattern.search(log or ""):
+            return reason
+    kinds = re.findall(r"\b([A-Z][A-Za-z]*(?:Error|Exception))\b", log or "")
+    return "nbgrader failed" + (f" ({kinds[-1]}); see its log" if kinds else "; see its log")
 
 
 @dataclass
@@ -97,9 +105,17 @@ class Status(OfSubmission):
     sandboxed: bool = True
 
     def flag(self, *reasons: str) -> None:
-        """Flag for review, adding ``reasons`` (each once)."""
+        """Flag for review, adding ``reasons`` (each once, as :func:`clean_words`)."""
         self.status = "flagged"
-        self.reasons += [r for r in reasons if r not in self.reasons]
+        for reason in map(clean_words, reasons):
+            if reason not in self.reasons:
+                self.reasons.append(reason)
+
+    def note(self, *notes: str) -> None:
+        """Add ``notes`` (each once, as :func:`clean_words`)."""
+        for note in map(clean_words, notes):
+            if note not in self.notes:
+                self.notes.append(note)
 
 
 def _table(metadata):

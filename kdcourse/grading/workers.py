@@ -81,6 +81,7 @@ class TaskResult:
     seconds: float
     reasons: list[str] = field(default_factory=list)  # findings that flag it (limits hit, tampering, ...)
     notes: list[str] = field(default_factory=list)
+    failure: str = ""  # why the watchdog ended it (the log is then not read for a reason)
 
 
 class _Worker:
@@ -160,15 +161,13 @@ def run_tasks(course: Course, tasks: list[Submission], jobs: int, timeouts: Time
                     except (EOFError, OSError):
                         outcome = None
                 if outcome is None and (worker.process.sentinel in ready or not worker.process.is_alive()):
-                    outcome = TaskResult(worker.task, False,
-                                         "the grading process died unexpectedly (exit code "
-                                         f"{worker.process.exitcode})", elapsed)
+                    failure = f"the grading process died unexpectedly (exit code {worker.process.exitcode})"
+                    outcome = TaskResult(worker.task, False, failure, elapsed, failure=failure)
                     worker.kill()
                     workers[i] = worker = new_worker()
                 elif outcome is None and elapsed > timeouts.submission:
-                    outcome = TaskResult(worker.task, False,
-                                         f"SubmissionTimeout: grading took longer than {timeouts.submission} s;"
-                                         " the kernel was killed", elapsed)
+                    failure = f"grading took longer than {timeouts.submission} s; the kernel was killed"
+                    outcome = TaskResult(worker.task, False, failure, elapsed, failure=failure)
                     worker.kill()
                     workers[i] = worker = new_worker()
                 if outcome is not None:

@@ -7,7 +7,8 @@
   reach the course, the gradebook, other students, the network or the grader's processes;
 * gives the kernel :func:`kdcourse.execution.kernel_environment` plus ``KDCOURSE_GRADING=1`` and the
   answer plan (what each test collects, hidden inputs included; never an expected value or a key);
-* stops keeping outputs once a notebook has printed more than the output limit, and says so;
+* stops keeping what the kernel sends (outputs, display updates, widget messages) once a notebook has sent
+  more than the output limit, and says so (each test cell's answer record is still kept);
 * reports a kernel that hit a limit (CPU time, processes) in the submission's findings.
 """
 
@@ -46,6 +47,19 @@ class CourseFiles(Configurable):
                       settings_file=self.settings_file or None)
 
 
+def _content_size(value, depth: int = 0) -> int:
+    """About how many bytes a message's content holds (its strings' lengths), without copying it."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if depth > 20:
+        return 0
+    if isinstance(value, dict):
+        return sum(len(str(k)) + _content_size(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_content_size(v, depth + 1) for v in value)
+    return 8
+
+
 def _submission(resources: dict) -> Submission:
     return Submission(resources["nbgrader"]["assignment"], resources["nbgrader"]["student"])
 
@@ -54,6 +68,8 @@ class SandboxedExecute(Execute, CourseFiles):
     """nbgrader's ``Execute`` with every kernel in the sandbox and the answer plan in its environment."""
 
     unsafe_no_sandbox = Bool(False, help="Run kernels without the sandbox (says so in the report)").tag(config=True)
+    # what widgets a kernel creates is of no use to grading, and would be kept in the grader's memory
+    store_widget_state = Bool(False).tag(config=True)
 
     def __init__(self, *args, **kwargs):
         from kdcourse.sandbox import SandboxedKernelManager
@@ -109,23 +125,29 @@ class SandboxedExecute(Execute, CourseFiles):
         from kdcourse.notebooks import nbgrader_meta
 
         data = msg.get("content", {}).get("data") or {}
+        if msg["msg_type"] != "display_data" or not isinstance(data, dict):
+            return False
         meta = nbgrader_meta(self.nb.cells[cell_index])
         already = any(ANSWERS_MIME in (o.get("data") or {}) for o in outs)
         return (ANSWERS_MIME in data and meta.get("grade") and not meta.get("solution") and not already
                 and size <= MAX_RECORD_BYTES)
 
-    def output(self, outs, msg, display_id, cell_index):
+    def process_message(self, msg, cell, cell_index):
+        """Count every message the kernel sends (outputs, display updates, widget traffic) against the output
+        limit; past it, keep only each test cell's answer record."""
+        if msg["msg_type"] in ("status", "execute_input", "clear_output"):
+            return super().process_message(msg, cell, cell_index)
         limit = self.km.output_bytes if self.km is not None else None
-        size = len(json.dumps(msg.get("content", {}), default=str))
+        size = _content_size(msg.get("content", {}))
         self._output_bytes += size
-        if limit is not None and self._output_bytes > limit and not self._is_answer_record(outs, msg, cell_index, size):
+        if limit is not None and self._output_bytes > limit and not self._is_answer_record(cell.outputs, msg, cell_index, size):
             if not self._output_capped:
                 self._output_capped = True
                 words = f"printed more than {limit // (1024 * 1024)} MiB of output; the rest was dropped"
                 findings.record_reason(_submission(self.resources), words)
-                outs.append(new_output("stream", name="stdout", text=f"[kdcourse: {words}]\n"))
+                cell.outputs.append(new_output("stream", name="stdout", text=f"[kdcourse: {words}]\n"))
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        return super().process_message(msg, cell, cell_index)
 
     async def _async_cleanup_kernel(self):
         km = self.km
