@@ -40,8 +40,10 @@ from kdcourse.sandbox import (
     run_sandboxed,
     sandbox_status,
     status,
+    view,
 )
 from kdcourse.sandbox import bwrap as bwrap_module
+from kdcourse.sandbox import memory as sandbox_memory
 from kdcourse.sandbox import sockets as sandbox_sockets
 from kdcourse.sandbox.environment import SANDBOX_LAYOUT, clean_environment, is_dropped
 from kdcourse.sandbox.limits import GiB, MiB, explain_exit, format_bytes
@@ -119,12 +121,14 @@ async def execute(km, kc, code: str, timeout: float = 120) -> Cell:
 
 
 @contextlib.asynccontextmanager
-async def kernel(manager_class=None, *, cwd: Path | None = None, **traits):
+async def kernel(manager_class=None, *, cwd: Path | None = None, env: dict[str, str] | None = None, **traits):
     """A started kernel and its client; shut down (and, when sandboxed, cleaned up) on exit."""
     if manager_class is None:
         from kdcourse.sandbox import SandboxedKernelManager as manager_class
     km = manager_class(**traits)
     kwargs = {"cwd": str(cwd)} if cwd is not None else {}
+    if env is not None:
+        kwargs["env"] = env
     await km.start_kernel(extra_arguments=list(KERNEL_ARGS), **kwargs)
     kc = km.client()
     kc.start_channels()
@@ -183,6 +187,10 @@ def test_explain_exit():
     assert explain_exit(-9, limits, sandboxed=True, killed_by_manager=True) is None
     assert explain_exit(0, limits, sandboxed=True) is None and explain_exit(1, limits, sandboxed=True) is None
     assert explain_exit(137, limits, sandboxed=False) is None  # a plain process's exit(137) is its own
+    # the memory cgroup's OOM killer: said in words, whether the kernel died (SIGKILL) or only a child did
+    for returncode in (128 + signal.SIGKILL, 0, None):
+        assert explain_exit(returncode, Limits(memory_bytes=3 * GiB), sandboxed=True, memory_limit_hit=True,
+                            process_limit_hit=True) == "used more than 3 GiB of memory"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -281,6 +289,83 @@ def test_process_limit_choice():
     assert processes.choose_process_limit(None, 1000, platform="darwin").mechanism.startswith("not enforced")
 
 
+def test_memory_limit_choice():
+    plan = sandbox_memory.choose_memory_limit("/sys/fs/cgroup/memory/x", 1)
+    assert (plan.mechanism, plan.cgroup_parent, plan.version) == ("cgroup memory", "/sys/fs/cgroup/memory/x", 1)
+    assert sandbox_memory.choose_memory_limit(None).mechanism == "RLIMIT_AS per process"
+    assert sandbox_memory.choose_memory_limit("/x", 2, platform="darwin").mechanism == "RLIMIT_AS per process"
+    assert sandbox_memory.limit_settings(1, 5) == {"memory.limit_in_bytes": "5", "memory.memsw.limit_in_bytes": "5"}
+    assert sandbox_memory.limit_settings(2, 5) == {"memory.max": "5", "memory.swap.max": "0"}
+
+
+def test_the_wrapper_joins_every_cgroup_before_the_command(tmp_path):
+    """The trusted ``/bin/sh`` writes its own pid into each ``cgroup.procs`` (plain files here), then becomes
+    the command, whose own ``--`` arguments pass through untouched."""
+    groups = []
+    for name in ("pids", "memory"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cgroup.procs").write_text("")
+        groups.append(processes.Cgroup(str(tmp_path / name)))
+    argv = processes.join_cgroups(groups, [sys.executable, "-c", "import os, sys; print(os.getpid(), sys.argv[1:])",
+                                           "--", "x"])
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    pid, args = result.stdout.split(" ", 1)
+    assert [(tmp_path / name / "cgroup.procs").read_text().strip() for name in ("pids", "memory")] == [pid, pid]
+    assert args.strip() == "['--', 'x']"
+    assert processes.join_cgroups([], ["true"]) == ["true"]
+
+
+def test_output_drain_keeps_the_start_and_never_blocks_the_writer():
+    """A child that writes 8 MiB to its stdout and stderr (the pipe holds 64 KiB) finishes: the drain reads on,
+    keeps the first bytes and drops the rest."""
+    from kdcourse.sandbox.output import KEEP_BYTES, OutputDrain
+
+    drain = OutputDrain()
+    code = ("import os\nos.write(2, b'start\\n')\n"
+            "for _ in range(64): os.write(1, b'x' * 65536); os.write(2, b'y' * 65536)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=drain.write_fd, stderr=drain.write_fd)
+    drain.start()
+    assert child.wait(timeout=60) == 0
+    assert drain.wait(timeout=30)
+    assert drain.total == 6 + 8 * MiB
+    assert len(drain.kept()) == KEEP_BYTES and drain.text().startswith("start\n")
+
+
+def test_stubs_cover_every_copy_of_a_hidden_module(tmp_path):
+    """Every importable copy under the folders the sandbox sees is found, wherever it lies: package folders,
+    module files (source, byte code, extension modules of any ABI), zip archives that hold it; not a folder of
+    the same name without code, nor a symlink (what it points to is found where it lies)."""
+    import zipfile
+
+    tree = tmp_path / "tree"
+    site = tree / "lib" / "python3.11" / "site-packages"
+    (site / "pkg" / "sub").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("")
+    (site / "pkg" / "sub" / "__init__.py").write_text("")
+    other = tree / "share" / "anything"
+    (other / "__pycache__").mkdir(parents=True)
+    for name in ("pkg.py", "pkg.cpython-311-x86_64-linux-gnu.so", "pkg.abi3.so", "pkgs.py", "pkg.txt",
+                 "__pycache__/pkg.cpython-312.pyc"):
+        (other / name).write_text("")
+    (tree / "doc" / "pkg").mkdir(parents=True)  # documentation, no code
+    (tree / "doc" / "pkg" / "README").write_text("")
+    (tree / "link").symlink_to(site / "pkg")
+    with zipfile.ZipFile(tree / "share" / "bundle.whl", "w") as archive:
+        archive.writestr("vendor/pkg/__init__.py", "")
+    with zipfile.ZipFile(tree / "share" / "unrelated.zip", "w") as archive:
+        archive.writestr("other/__init__.py", "")
+
+    copies = view.module_copies(frozenset({"pkg"}), (str(tree),))
+    found = sorted(os.path.relpath(path, tree) for _, path in copies)
+    assert found == ["lib/python3.11/site-packages/pkg", "share/anything/__pycache__/pkg.cpython-312.pyc",
+                     "share/anything/pkg.abi3.so", "share/anything/pkg.cpython-311-x86_64-linux-gnu.so",
+                     "share/anything/pkg.py", "share/bundle.whl"]
+    sub = sorted(os.path.relpath(path, tree) for path in view.module_paths("pkg.sub", copies))
+    assert sub == ["lib/python3.11/site-packages/pkg/sub", "share/bundle.whl"]
+    skipped = view.module_paths("pkg", copies, skip=[str(site)])
+    assert str(site / "pkg") not in map(str, skipped) and len(skipped) == 5
+
+
 def test_status_names_the_fix(monkeypatch):
     monkeypatch.setattr(status, "find_bwrap", lambda: None)
     status.sandbox_status.cache_clear()
@@ -319,6 +404,8 @@ def test_find_bwrap_falls_back_to_the_wheel(tmp_path, monkeypatch):
 def test_sandbox_status_reports_a_process_limit():
     assert STATUS.process_limit in ("cgroup pids", "RLIMIT_NPROC") or STATUS.process_limit.startswith(
         "not enforced (")
+    assert STATUS.memory_limit in ("cgroup memory", "RLIMIT_AS per process")
+    assert STATUS.memory_limit == sandbox_memory.memory_limit_plan().mechanism
     if STATUS.available:
         assert "bubblewrap" in STATUS.reason
 
@@ -770,6 +857,80 @@ def test_memory_limit_is_the_address_space():
     assert python(code).stdout.decode().strip() == "MemoryError"
 
 
+FORK_PROBE = """
+import json, os, sys, time
+size, count = int(sys.argv[1]), int(sys.argv[2])
+read_end, write_end = os.pipe()
+children = []
+for _ in range(count):
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            block = b"\\1" * size          # touched: every page of it is resident
+            os.write(write_end, b"+")
+            time.sleep(3)                  # held while the others allocate
+            os._exit(0)
+        except MemoryError:
+            os._exit(3)
+    children.append(pid)
+os.close(write_end)
+statuses = [os.waitpid(pid, 0)[1] for pid in children]
+print(json.dumps({"touched": len(os.read(read_end, 1000)),
+                  "succeeded": sum(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses),
+                  "killed": sum(os.WIFSIGNALED(s) for s in statuses)}))
+"""
+
+
+def _needs_memory_cgroup():
+    if STATUS.memory_limit != "cgroup memory":
+        pytest.skip(f"memory is limited by {STATUS.memory_limit}: no memory cgroup can be made here")
+
+
+def _rlimit_only(monkeypatch):
+    """Run commands the old way: RLIMIT_AS per process, no memory cgroup."""
+    import kdcourse.sandbox.command as command
+
+    monkeypatch.setattr(command, "memory_limit_plan", lambda: sandbox_memory.MemoryLimitPlan("RLIMIT_AS per process"))
+
+
+@needs_sandbox
+def test_forked_children_share_the_memory_limit(monkeypatch):
+    """4 children each touch 256 MiB under a 512 MiB limit: with RLIMIT_AS per process (the old way) all of them
+    succeed, 1 GiB in all; in the sandbox's memory cgroup the OOM killer stops some, and the reason is given."""
+    _needs_memory_cgroup()
+    argv = [sys.executable, "-c", FORK_PROBE, str(256 * MiB), "4"]
+    limits = Limits(memory_bytes=512 * MiB)
+    capped = run_sandboxed(argv, limits=limits, timeout=120)
+    seen = outcome(capped)
+    assert seen["succeeded"] < 4 and seen["killed"] >= 1, seen
+    assert capped.memory_limit_hit and capped.exit_reason == "used more than 512 MiB of memory"
+    _rlimit_only(monkeypatch)
+    old = run_sandboxed(argv, limits=limits, timeout=120)
+    assert outcome(old) == {"touched": 4, "succeeded": 4, "killed": 0}
+    assert not old.memory_limit_hit and old.exit_reason is None
+
+
+@needs_sandbox
+def test_tmpfs_files_count_against_the_memory_limit(monkeypatch):
+    """384 MiB written into /tmp (a 1 GiB tmpfs) by a process that itself stays small: past a 256 MiB memory
+    limit in the cgroup, within it with RLIMIT_AS only (tmpfs pages are nobody's address space)."""
+    _needs_memory_cgroup()
+    code = """
+    import json
+    with open("/tmp/fill", "wb") as handle:
+        for _ in range(384):
+            handle.write(b"x" * 2**20)
+    print(json.dumps({"wrote": 384}))
+    """
+    limits = Limits(memory_bytes=256 * MiB, disk_bytes=1 * GiB)
+    capped = python(code, limits=limits, timeout=120)
+    assert capped.returncode != 0 and b"wrote" not in capped.stdout
+    assert capped.memory_limit_hit and capped.exit_reason == "used more than 256 MiB of memory"
+    _rlimit_only(monkeypatch)
+    assert outcome(python(code, limits=limits, timeout=120)) == {"wrote": 384}
+
+
 @needs_sandbox
 def test_process_limit_mechanism_is_applied(monkeypatch):
     code = "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])"
@@ -823,6 +984,65 @@ def test_hidden_modules_cannot_be_imported():
     # without hiding, the same names exist: scipy.special imports, kdcourse.grading's sources are there
     assert plain_python("from scipy.special import rel_entr").returncode == 0
     assert (PACKAGE / "grading" / "__init__.py").exists() and (PACKAGE / "divergences.py").exists()
+
+
+def _other_copies(name: str) -> list[str]:
+    """The folders, other than this interpreter's own ``sys.path``, from which the host could import ``name``:
+    the parents of every copy under the folders a sandbox binds read-only (e.g. the base interpreter's own
+    ``site-packages`` next to the venv's)."""
+    copies = view.module_copies(frozenset({name}), tuple(view.readonly_trees()))
+    return sorted({os.path.dirname(path) for _, path in copies if os.path.isdir(path)})
+
+
+OTHER_COPY_CELL = """
+import importlib, importlib.machinery, importlib.util, json, sys
+result = {"hook": [getattr(finder, "__name__", "") for finder in sys.meta_path][:1]}
+try:
+    import scipy
+    result["import"] = scipy.__file__
+except ImportError as error:
+    result["import"] = type(error).__name__
+# the launcher's import hook is defence in depth only: take it away, the stubs must hold on their own
+sys.meta_path[:] = [finder for finder in sys.meta_path if getattr(finder, "__name__", "") != "KdcourseHiddenModules"]
+for folder in FOLDERS:
+    sys.path.insert(0, folder)
+    sys.modules.pop("scipy", None)
+    importlib.invalidate_caches()
+    try:
+        import scipy
+        result[folder] = scipy.__file__
+    except ImportError as error:
+        result[folder] = type(error).__name__
+    sys.path.remove(folder)
+    spec = importlib.machinery.PathFinder.find_spec("scipy", [folder])
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        result[folder + " (PathFinder)"] = module.__file__
+    except ImportError as error:
+        result[folder + " (PathFinder)"] = type(error).__name__
+print(json.dumps(result))
+"""
+
+
+@needs_sandbox
+def test_a_hidden_module_cannot_be_imported_from_another_copy():
+    """``sys.path.insert(0, <the base interpreter's site-packages>); import scipy`` found a second copy that the
+    stubs did not cover; now every copy under the folders the sandbox sees is covered (the probe works on the
+    host: each folder holds an importable scipy there)."""
+    folders = _other_copies("scipy")
+    base_site = os.path.join(os.path.realpath(sys.base_prefix), "lib", f"python{sys.version_info[0]}."
+                             f"{sys.version_info[1]}", "site-packages")
+    assert folders, "scipy is installed nowhere under the sandbox's folders"
+    if os.path.isdir(os.path.join(base_site, "scipy")):
+        assert base_site in folders  # the exact attack of the review
+    cell = OTHER_COPY_CELL.replace("FOLDERS", repr(folders))
+    unsafe = outcome(plain_python(cell))
+    assert all(unsafe[key].endswith("__init__.py") for key in unsafe if key.startswith("/")), unsafe
+    seen = outcome(python(cell, hidden_modules=("scipy",), timeout=120))
+    assert {key: value for key, value in seen.items() if key.startswith("/")} == {
+        key: "ModuleNotFoundError" for key in unsafe if key.startswith("/")}, seen
+    assert seen["import"] == "ModuleNotFoundError"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -970,6 +1190,113 @@ print(json.dumps(result))
     assert seen["connection file"] == "EROFS"
 
 
+FD_PROBE = """
+import json, os, stat
+found = []
+for pid in PIDS:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        continue
+    for fd in fds:
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            info, target = os.stat(path), os.readlink(path)
+        except OSError:
+            continue
+        entry = {"pid": pid, "fd": int(fd), "target": target, "dev": info.st_dev, "ino": info.st_ino,
+                 "regular": stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode), "read": False,
+                 "wrote": False}
+        if stat.S_ISREG(info.st_mode):
+            try:
+                with open(path, "rb") as handle:
+                    entry["read"] = SECRET.encode() in handle.read(1 << 20)
+            except OSError:
+                pass
+            if pid == "self":  # a forged line, written only through the kernel's own descriptors
+                try:
+                    written = os.open(path, os.O_WRONLY | os.O_APPEND)
+                    os.write(written, MARKER.encode() + b"\\n")
+                    os.close(written)
+                    entry["wrote"] = True
+                except OSError:
+                    pass
+        found.append(entry)
+print(json.dumps(found))
+"""
+
+
+@contextlib.contextmanager
+def _stdout_and_stderr_on(path: Path):
+    """Point this process's descriptors 1 and 2 at ``path``, as a grading worker does with its log file."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log):
+            os.close(fd)
+
+
+@needs_sandbox
+@pytest.mark.kernel
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["plain kernel: inherits the log", "sandboxed: no host file"])
+def test_a_kernel_holds_no_descriptor_of_a_host_file(tmp_path, sandboxed):
+    """A worker's stdout/stderr are a host log file. A plain kernel inherits them: through ``/proc/self/fd/N`` it
+    reads a classmate's line there and appends a forged one. A sandboxed kernel, and every other process of its
+    sandbox (bwrap's init included), holds no descriptor of any file or folder of the host: its stdout and
+    stderr are a pipe that the grader drains, which a flood of C-level output cannot fill."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from kdcourse.sandbox.output import KEEP_BYTES
+
+    secret, marker = f"classmate output {uuid.uuid4().hex}", f"FORGED {uuid.uuid4().hex}"
+    log = tmp_path / "worker.log"
+    log.write_text(secret + "\n")
+    pids = 'sorted(p for p in os.listdir("/proc") if p.isdigit()) + ["self"]' if sandboxed else '["self"]'
+    cell = FD_PROBE.replace("PIDS", pids).replace("SECRET", repr(secret)).replace("MARKER", repr(marker))
+    flood = ("import os, time\nfor _ in range(64): os.write(1, b'x' * 65535 + b'\\n')\n"
+             "os.write(2, b'after the flood\\n')\ntime.sleep(1)")  # ipykernel forwards descriptor output lazily
+
+    # as in a grading worker: without pytest's variable, which turns off ipykernel's forwarding of descriptor output
+    env = {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+
+    async def probe():
+        async with kernel(None if sandboxed else AsyncKernelManager, env=env) as (km, kc):
+            seen = await execute(km, kc, cell)
+            flooded = await execute(km, kc, flood) if sandboxed else None
+            after = await execute(km, kc, "print('alive')")
+            drained = km._output.total if sandboxed else None
+        return seen, flooded, after, drained
+
+    with _stdout_and_stderr_on(log):
+        seen, flooded, after, drained = run(probe())
+    assert seen.error is None, seen
+    found = json.loads(seen.stdout.strip().splitlines()[-1])
+    identity = (log.stat().st_dev, log.stat().st_ino)
+    on_the_log = [entry for entry in found if (entry["dev"], entry["ino"]) == identity]
+    text = log.read_text()
+    if not sandboxed:  # the attack works on a kernel that inherits the grader's descriptors
+        assert on_the_log and any(entry["read"] for entry in on_the_log) and marker in text, found
+        return
+    assert on_the_log == [] and marker not in text and not any(entry["read"] for entry in found), found
+    assert {entry["pid"] for entry in found} >= {"1", "self"}  # bwrap's init was looked at too
+    host = [entry for entry in found if entry["regular"] and entry["dev"] in _host_devices()]
+    assert host == [], host
+    assert {entry["target"] for entry in found if entry["fd"] in (1, 2)} <= {
+        target for target in (entry["target"] for entry in found) if target.startswith("pipe:")}
+    # ipykernel forwards C-level output over ZMQ; the grader drained 4 MiB past what it keeps, and later
+    # C-level output still arrives
+    assert flooded.stderr == "after the flood\n" and len(flooded.stdout) == 64 * 65536, flooded.stderr[-300:]
+    assert drained >= 4 * MiB > KEEP_BYTES and after.stdout.strip() == "alive"
+
+
 SYMLINK_CELL = CONNECTION_CELL + """
 for channel in ("shell", "iopub", "stdin", "control", "hb"):
     name = os.path.join(sockets, f"{os.path.basename(info['ip'])}-{info[channel + '_port']}")
@@ -1016,6 +1343,24 @@ def test_socket_symlinks_do_not_redirect_the_grader(tmp_path):
     assert sum(name.endswith(".moved") for name in json.loads(moved.stdout.strip().splitlines()[-1])) == 5
     assert reply["content"]["status"] == "ok"
     assert all(pinned.values())
+
+
+@needs_sandbox
+@pytest.mark.kernel
+def test_a_kernel_cannot_import_a_hidden_module_from_another_copy():
+    """The review's attack in a kernel: with its import hook (first on ``sys.meta_path``) and, once the hook is
+    removed, through ``sys.path`` and ``PathFinder`` on every folder that holds another copy."""
+    folders = _other_copies("scipy")
+
+    async def attack():
+        async with kernel(hidden_modules=["scipy", "kdcourse.grading"]) as (km, kc):
+            return await execute(km, kc, OTHER_COPY_CELL.replace("FOLDERS", repr(folders)))
+
+    cell = run(attack())
+    assert cell.error is None, cell
+    seen = json.loads(cell.stdout.strip().splitlines()[-1])
+    assert seen.pop("hook") == ["KdcourseHiddenModules"] and seen.pop("import") == "ModuleNotFoundError"
+    assert seen == {key: "ModuleNotFoundError" for folder in folders for key in (folder, folder + " (PathFinder)")}
 
 
 DAEMON_CELL = """
@@ -1116,6 +1461,58 @@ def test_memory_error_and_the_kernel_survives():
 
 @needs_sandbox
 @pytest.mark.kernel
+def test_a_kernel_and_its_children_share_one_memory_limit():
+    """Under the default 2 GiB, a kernel forks 4 children that each touch 1 GiB (each within its own RLIMIT_AS:
+    the old per-process limit let all four through, 4 GiB of the host's memory). In the kernel's memory cgroup
+    they cannot all succeed; the exit reason says why, and the kernel carries on."""
+    _needs_memory_cgroup()
+    cell = "import sys\nsys.argv = ['probe', str(2**30), '4']\n" + FORK_PROBE
+
+    async def fork():
+        async with kernel() as (km, kc):
+            assert km.limits.memory_bytes == 2 * GiB
+            forked = await execute(km, kc, cell, timeout=180)
+            after = await execute(km, kc, "print('alive')") if not forked.died else None
+        return km, forked, after
+
+    km, forked, after = run(fork())
+    if not forked.died:  # the OOM killer takes the largest process: a child, normally
+        assert forked.error is None, forked
+        seen = json.loads(forked.stdout.strip().splitlines()[-1])
+        assert seen["succeeded"] < 4 and seen["killed"] >= 1, seen
+        assert after.stdout.strip() == "alive"
+    assert km.exit_reason() == "used more than 2 GiB of memory"
+
+
+@needs_sandbox
+@pytest.mark.kernel
+def test_a_kernel_that_fails_to_start_leaves_its_output_to_the_grader(monkeypatch, caplog):
+    """What bwrap says when it cannot make the sandbox reaches the grader's log (through the drained pipe, not
+    through an inherited descriptor)."""
+    import kdcourse.sandbox.kernel as kernel_module
+
+    monkeypatch.setattr(bwrap_module, "NAMESPACE_ARGS", (*bwrap_module.NAMESPACE_ARGS, "--kdcourse-no-such-option"))
+
+    async def start():
+        km = kernel_module.SandboxedKernelManager()
+        try:
+            await km.start_kernel(extra_arguments=list(KERNEL_ARGS))
+            deadline = time.monotonic() + 10
+            while await km.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return km.kernel_output()
+        finally:
+            await km.shutdown_kernel(now=True)
+
+    with caplog.at_level("WARNING"):
+        text = run(start())
+    assert "kdcourse-no-such-option" in text
+    assert any("ended before it opened its sockets" in record.getMessage()
+               and "kdcourse-no-such-option" in record.getMessage() for record in caplog.records)
+
+
+@needs_sandbox
+@pytest.mark.kernel
 def test_cpu_limit_kills_the_kernel_and_says_why():
     async def busy():
         async with kernel(cpu_seconds=3) as (km, kc):
@@ -1173,15 +1570,18 @@ def test_restart_keeps_working_and_cleanup_removes_everything():
     assert first.stdout.strip() == "1" and second.stdout.strip() == "False"
     assert not folder.exists()
     assert not any(km._pins.pinned().values())  # the last kernel's sockets (and their tmpfs) are let go
+    assert km._cgroup == [None, None]
     assert not any(name.startswith(processes.CGROUP_PREFIX) and str(os.getpid()) in name
                    for name in _cgroup_children())
 
 
 def _cgroup_children() -> list[str]:
-    plan = processes.process_limit_plan()
-    if not plan.uses_cgroup:
-        return []
-    return os.listdir(plan.cgroup_parent)
+    """The cgroups under the folders where the pids and the memory cgroups of sandboxes are made."""
+    names = []
+    for plan in (processes.process_limit_plan(), sandbox_memory.memory_limit_plan()):
+        if plan.uses_cgroup:
+            names += os.listdir(plan.cgroup_parent)
+    return names
 
 
 @needs_sandbox

@@ -1,10 +1,12 @@
 """The operating-system boundary around student code: every grading kernel runs inside bubblewrap.
 
 A sandboxed kernel sees the Python environment read-only, a filtered read-only copy of ``kdcourse`` (without
-``hidden_modules``), a private size-limited work folder, ``HOME`` and ``/tmp``, no network, its own PID
-namespace, and runs under memory, process, CPU-time and disk limits (:class:`Limits`). No host folder is
-writable from the sandbox. It talks to the grader over ZMQ's ipc transport, through sockets it binds in a 1 MiB
-tmpfs of its own, which the grader holds open from outside (:mod:`kdcourse.sandbox.sockets`).
+``hidden_modules``; a stub covers every other copy of a hidden module under the folders it sees), a private
+size-limited work folder, ``HOME`` and ``/tmp``, no network, its own PID namespace, and runs under memory,
+process, CPU-time and disk limits (:class:`Limits`). No host folder is writable from the sandbox, and it holds
+no descriptor of a host file: its stdout and stderr are a pipe the grader drains (:mod:`kdcourse.sandbox.output`).
+It talks to the grader over ZMQ's ipc transport, through sockets it binds in a 1 MiB tmpfs of its own, which the
+grader holds open from outside (:mod:`kdcourse.sandbox.sockets`).
 
 Public API::
 
@@ -15,16 +17,19 @@ Public API::
 
 Modules: ``limits`` (limits and their words), ``view`` (what the sandbox sees, package filtering),
 ``environment`` (environment variables), ``folder`` (the host-side run folder), ``processes`` (pids cgroup or
-``RLIMIT_NPROC``), ``bwrap`` (finding bwrap, the one command-line builder), ``status``, ``command``,
-``sockets`` (where a kernel's sockets live and how the grader reaches them), ``launcher`` (runs inside the
-sandbox; standard library only) and ``kernel``.
+``RLIMIT_NPROC``), ``memory`` (memory cgroup, and ``RLIMIT_AS``), ``bwrap`` (finding bwrap, the one
+command-line builder), ``status``, ``command``, ``sockets`` (where a kernel's sockets live and how the grader
+reaches them), ``output`` (the pipe of a kernel's stdout/stderr), ``launcher`` (runs inside the sandbox;
+standard library only) and ``kernel``.
 
-Known limits of this boundary: memory is capped per process (``RLIMIT_AS``), not for the sandbox as a whole,
-and the tmpfs folders (up to ``2 * disk_bytes`` plus ``/dev/shm`` and the 1 MiB socket folder) live in the
-host's memory; their size does not bound how many empty files and folders they hold (the kernel's default
-inode count of a tmpfs, which ``bwrap`` cannot lower), whose kernel memory no limit here counts; CPU time is per
-process; there is no seccomp filter; the kernel's stdout/stderr are the grader's (``RLIMIT_FSIZE`` caps a log
-file).
+Known limits of this boundary: memory is capped for the sandbox as a whole (its processes, the pages of its
+tmpfs folders and the kernel memory of their files) only where a memory cgroup can be made
+(``SandboxStatus.memory_limit == "cgroup memory"``); elsewhere only per process (``RLIMIT_AS``), and the tmpfs
+folders (up to ``2 * disk_bytes`` plus ``/dev/shm`` and the 1 MiB socket folder) and the empty files and
+folders they can hold (the kernel's default inode count of a tmpfs, which ``bwrap`` cannot lower) then live in
+the host's memory uncounted; CPU time is per process; there is no seccomp filter; a hidden module stays
+importable from a copy that is neither a folder, a module file nor a ``.zip``/``.egg``/``.whl``/``.pyz``
+archive (e.g. a zip archive under another name).
 """
 
 from __future__ import annotations

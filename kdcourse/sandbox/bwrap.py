@@ -18,7 +18,8 @@ from pathlib import Path
 from .environment import SANDBOX_LAYOUT, Layout
 from .folder import SANDBOX_GID, SANDBOX_UID, RunFolder
 from .limits import Limits
-from .processes import PidsCgroup
+from .memory import MemoryCgroup
+from .processes import PidsCgroup, join_cgroups
 from .sockets import SOCKET_TMPFS_BYTES
 from .view import Mount, is_within, order_mounts, python_roots, system_mounts
 
@@ -144,6 +145,9 @@ def launcher_command(command: Sequence[str], *, folder: RunFolder, limits: Limit
             "--mode", mode]
     if nproc_rlimit:
         argv += ["--nproc", str(limits.max_processes)]
+    if mode == "kernel":
+        for name in folder.hidden:
+            argv += ["--hide", name]
     if sandboxed:
         argv.append("--sandboxed")
     return [*argv, "--", *command]
@@ -151,6 +155,7 @@ def launcher_command(command: Sequence[str], *, folder: RunFolder, limits: Limit
 
 def build_command(command: Sequence[str], *, folder: RunFolder, limits: Limits, mode: str, bwrap: str | None,
                   nproc_rlimit: bool = False, cgroup: PidsCgroup | None = None,
+                  memory_cgroup: MemoryCgroup | None = None,
                   info_fd: int | None = None) -> tuple[list[str], Layout]:
     """The full command line of a sandboxed ``command``, and the layout of its private folders.
 
@@ -172,6 +177,8 @@ def build_command(command: Sequence[str], *, folder: RunFolder, limits: Limits, 
         Set ``RLIMIT_NPROC`` inside the sandbox (when no pids cgroup is used and the grader is not root).
     cgroup : PidsCgroup or None
         Join this pids cgroup before ``bwrap`` starts.
+    memory_cgroup : MemoryCgroup or None
+        Join this memory cgroup before ``bwrap`` starts.
     info_fd : int or None
         A descriptor (inherited by ``bwrap``) on which ``bwrap`` writes the pid of the sandbox's first process
         (``--info-fd``); ignored without ``bwrap``.
@@ -185,6 +192,5 @@ def build_command(command: Sequence[str], *, folder: RunFolder, limits: Limits, 
         mounts = [arg for mount in sandbox_mounts(folder, limits, layout) for arg in mount.args()]
         info = ["--info-fd", str(info_fd)] if info_fd is not None else []
         argv = [bwrap, *NAMESPACE_ARGS, *info, *mounts, "--chdir", layout.work, "--", *argv]
-    if cgroup is not None:
-        argv = cgroup.wrap(argv)
+    argv = join_cgroups([group for group in (cgroup, memory_cgroup) if group is not None], argv)
     return argv, layout

@@ -9,6 +9,7 @@ from .bwrap import build_command
 from .environment import clean_environment
 from .folder import RunFolder
 from .limits import Limits, explain_exit
+from .memory import memory_cgroup_for, memory_limit_plan
 from .processes import cgroup_for, process_limit_plan
 from .view import DEFAULT_HIDDEN_MODULES
 
@@ -23,15 +24,18 @@ class SandboxResult(subprocess.CompletedProcess):
         :func:`~kdcourse.sandbox.limits.explain_exit`).
     process_limit_hit : bool
         Whether the pids cgroup refused a fork or thread (``pids.events``); ``False`` without a cgroup.
+    memory_limit_hit : bool
+        Whether the OOM killer ended a process of the memory cgroup at its limit; ``False`` without a cgroup.
     sandboxed : bool
         ``False`` when run with ``unsafe_no_sandbox``.
     """
 
     def __init__(self, args, returncode, stdout, stderr, *, exit_reason: str | None, process_limit_hit: bool,
-                 sandboxed: bool) -> None:
+                 sandboxed: bool, memory_limit_hit: bool = False) -> None:
         super().__init__(args, returncode, stdout, stderr)
         self.exit_reason = exit_reason
         self.process_limit_hit = process_limit_hit
+        self.memory_limit_hit = memory_limit_hit
         self.sandboxed = sandboxed
 
 
@@ -41,24 +45,30 @@ def run_in_folder(argv: Sequence[str], *, bwrap: str | None, limits: Limits, hid
     """:func:`run_sandboxed` with the ``bwrap`` to use given (``None``: unsandboxed); no availability check."""
     plan = process_limit_plan()
     folder = RunFolder(hidden_modules)
-    cgroup = None
+    cgroup = memory = None
     try:
         folder.stage(files=cwd_files, max_bytes=limits.disk_bytes)
         cgroup = cgroup_for(plan, limits.max_processes)
+        memory = memory_cgroup_for(memory_limit_plan(), limits.memory_bytes)
         command, layout = build_command(list(argv), folder=folder, limits=limits, mode="exec", bwrap=bwrap,
-                                        nproc_rlimit=plan.uses_rlimit, cgroup=cgroup)
+                                        nproc_rlimit=plan.uses_rlimit, cgroup=cgroup, memory_cgroup=memory)
+        # stdout and stderr are always pipes of this process (captured): the command gets no host file
         completed = subprocess.run(
             command, env=clean_environment(env, layout), cwd=str(folder.path) if bwrap else layout.work,
             input=input, stdin=None if input is not None else subprocess.DEVNULL, capture_output=True,
             timeout=timeout, start_new_session=True, check=False,
         )
         hit = cgroup.limit_hit() if cgroup is not None else False
-        reason = explain_exit(completed.returncode, limits, sandboxed=bwrap is not None, process_limit_hit=hit)
+        memory_hit = memory.limit_hit() if memory is not None else False
+        reason = explain_exit(completed.returncode, limits, sandboxed=bwrap is not None, process_limit_hit=hit,
+                              memory_limit_hit=memory_hit)
         return SandboxResult(completed.args, completed.returncode, completed.stdout, completed.stderr,
-                             exit_reason=reason, process_limit_hit=hit, sandboxed=bwrap is not None)
+                             exit_reason=reason, process_limit_hit=hit, memory_limit_hit=memory_hit,
+                             sandboxed=bwrap is not None)
     finally:
-        if cgroup is not None:
-            cgroup.remove()
+        for group in (cgroup, memory):
+            if group is not None:
+                group.remove()
         folder.remove()
 
 

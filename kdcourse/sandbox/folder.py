@@ -20,7 +20,16 @@ from pathlib import Path
 from .environment import SANDBOX_USER, Layout
 from .limits import format_bytes
 from .sockets import socket_folder
-from .view import DEFAULT_HIDDEN_MODULES, Mount, copy_package, make_stubs, package_dir, split_hidden
+from .view import (
+    DEFAULT_HIDDEN_MODULES,
+    PACKAGE,
+    Mount,
+    check_hidden_modules,
+    copy_package,
+    make_stubs,
+    package_dir,
+    split_hidden,
+)
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
@@ -61,6 +70,8 @@ class RunFolder:
 
     Attributes
     ----------
+    hidden : tuple of str
+        The hidden module names (checked).
     ipc : str or None
         The folder of the kernel's sockets as the kernel sees it: sandboxed, a fresh path under
         ``/run/kdcourse`` where ``bwrap`` mounts a small tmpfs (nothing of it exists on the host); unsandboxed,
@@ -71,11 +82,16 @@ class RunFolder:
                  sandboxed: bool = True) -> None:
         self.path = Path(os.path.realpath(tempfile.mkdtemp(prefix="kdcourse-sandbox-")))
         try:
-            inside, outside = split_hidden(hidden_modules)
+            self.hidden = check_hidden_modules(hidden_modules)
+            inside, outside = split_hidden(self.hidden)
             self.package_source = package_dir()
             self.package_copy = self.path / "package" / self.package_source.name
             self.left_out = copy_package(self.package_source, self.package_copy, inside)
-            self.stub_mounts: list[Mount] = make_stubs(outside, self.path / "stubs")
+            # third-party modules wherever they lie; kdcourse's own hidden parts in any other copy of the
+            # package (the one that is bound, package_source, is the filtered copy)
+            own = [str(self.package_source), str(self.package_source.resolve())]
+            self.stub_mounts: list[Mount] = make_stubs([*outside, *(".".join((PACKAGE, *parts)) for parts in inside)],
+                                                       self.path / "stubs", skip=own)
             self.etc = self.path / "etc"
             self.etc.mkdir()
             self._write_etc()

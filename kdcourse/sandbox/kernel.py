@@ -35,7 +35,9 @@ from .bwrap import SandboxUnavailable, build_command
 from .environment import clean_environment
 from .folder import RunFolder
 from .limits import Limits, explain_exit
-from .processes import PidsCgroup, cgroup_for, process_limit_plan
+from .memory import MemoryCgroup, memory_cgroup_for, memory_limit_plan
+from .output import OutputDrain
+from .processes import Cgroup, PidsCgroup, cgroup_for, process_limit_plan
 from .sockets import CHANNELS, SocketPins, check_socket_path, pin_sockets, read_child_pid, sandbox_path
 from .status import sandbox_status
 from .view import DEFAULT_HIDDEN_MODULES, check_hidden_modules
@@ -45,10 +47,12 @@ _DEFAULTS = Limits()
 EXIT_GRACE_SECONDS = 2.0
 
 
-def _remove_cgroup(holder: list[PidsCgroup | None]) -> None:
-    if holder and holder[0] is not None:
-        holder[0].remove()
-        holder[0] = None
+def _remove_cgroup(holder: list[Cgroup | None]) -> None:
+    """Remove the cgroups of ``holder`` (the pids one, the memory one) and forget them."""
+    for index, cgroup in enumerate(holder):
+        if cgroup is not None:
+            cgroup.remove()
+            holder[index] = None
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -63,7 +67,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     side only. ``start_kernel`` returns once the kernel has bound its sockets (or has died). Use clients made
     by :meth:`client` or :meth:`blocking_client`. The environment jupyter_client hands over is cleaned
     (:func:`~kdcourse.sandbox.environment.clean_environment`), and the kernel starts in a private copy of the
-    regular files of the ``cwd`` passed to ``start_kernel`` (an empty folder when none is passed).
+    regular files of the ``cwd`` passed to ``start_kernel`` (an empty folder when none is passed). Its stdout
+    and stderr are a pipe that this manager drains (:mod:`kdcourse.sandbox.output`), never the grader's own:
+    whatever stdout/stderr are passed to ``start_kernel`` are not used. Its processes share a memory cgroup
+    where one can be made (:mod:`kdcourse.sandbox.memory`) and a pids cgroup where one can be made.
 
     Raises
     ------
@@ -75,7 +82,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     memory_bytes = Integer(_DEFAULTS.memory_bytes, min=1, config=True,
-                           help="Address space of each kernel process, in bytes (RLIMIT_AS).")
+                           help="Memory of the whole kernel, its child processes and the files of its tmpfs "
+                                "folders, in bytes (memory cgroup, where one can be made), and address space "
+                                "of each of its processes (RLIMIT_AS).")
     max_processes = Integer(_DEFAULTS.max_processes, min=1, config=True,
                             help="Processes and threads a kernel may have at once (pids cgroup or RLIMIT_NPROC).")
     cpu_seconds = Integer(_DEFAULTS.cpu_seconds, min=1, config=True,
@@ -100,7 +109,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._folder: RunFolder | None = None
-        self._cgroup: list[PidsCgroup | None] = [None]
+        self._cgroup: list[Cgroup | None] = [None, None]  # pids, memory
+        self._output: OutputDrain | None = None
         self._process: subprocess.Popen | None = None
         self._exit_reason: str | None = None
         self._exit_known = False
@@ -193,7 +203,16 @@ class SandboxedKernelManager(AsyncKernelManager):
                                                   info_fd)
         self._exit_reason, self._exit_known, self._killed_by_manager = None, False, False
         self._process, self._sandbox_pid = None, None
-        await super()._async_launch_kernel(command, env=env, cwd=cwd, **kw)
+        # never the grader's stdout/stderr (a host log file, in a grading worker): a pipe drained here
+        output = OutputDrain()
+        kw["stdout"] = kw["stderr"] = output.write_fd
+        try:
+            await super()._async_launch_kernel(command, env=env, cwd=cwd, **kw)
+        except BaseException:
+            output.close()
+            raise
+        output.start()
+        self._output = output
         assert self.provisioner is not None
         self._process = getattr(self.provisioner, "process", None)
 
@@ -213,6 +232,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._sandbox_pid is None:
             if await self._still_running_after(EXIT_GRACE_SECONDS):
                 raise RuntimeError("bwrap runs but did not report the pid of its sandbox (--info-fd)")
+            self._log_start_failure()
             return
         base = os.path.basename(self.ip)
         names = {channel: f"{base}-{getattr(self, channel + '_port')}" for channel in CHANNELS}
@@ -220,7 +240,26 @@ class SandboxedKernelManager(AsyncKernelManager):
         if not await pin_sockets(self._pins, folder, names, self._running, self.socket_timeout):
             self._pins.retire()
             if self._running():
-                raise RuntimeError(f"the sandboxed kernel did not open its sockets within {self.socket_timeout:g} s")
+                raise RuntimeError(f"the sandboxed kernel did not open its sockets within {self.socket_timeout:g} s"
+                                   f"; its output so far: {self.kernel_output()[-2000:]!r}")
+            self._log_start_failure()
+
+    def _log_start_failure(self) -> None:
+        """Log what a kernel that ended before binding its sockets wrote (no student code has run yet)."""
+        if self._output is not None:
+            self._output.wait(EXIT_GRACE_SECONDS)
+        self.log.warning("sandboxed kernel %s ended before it opened its sockets (exit status %s); its output: %r",
+                         self.kernel_id, self._process.poll() if self._process is not None else None,
+                         self.kernel_output()[-4000:])
+
+    def kernel_output(self) -> str:
+        """The start of what the last kernel's processes wrote to their stdout and stderr (descriptors 1 and 2),
+        at most :data:`~kdcourse.sandbox.output.KEEP_BYTES`; ``""`` before a kernel was started.
+
+        What a kernel prints from Python reaches the notebook instead; this holds what ``bwrap``, the launcher
+        and ipykernel say on their way up (and C-level output, which can be the student's: never trust it).
+        """
+        return self._output.text() if self._output is not None else ""
 
     def _running(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -262,9 +301,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         plan = process_limit_plan()
         _remove_cgroup(self._cgroup)
         self._cgroup[0] = cgroup_for(plan, limits.max_processes)
+        self._cgroup[1] = memory_cgroup_for(memory_limit_plan(), limits.memory_bytes)
+        pids, memory = self._cgroups()
         command, layout = build_command(kernel_cmd[1:], folder=folder, limits=limits, mode="kernel",
-                                        bwrap=bwrap, nproc_rlimit=plan.uses_rlimit, cgroup=self._cgroup[0],
-                                        info_fd=info_fd)
+                                        bwrap=bwrap, nproc_rlimit=plan.uses_rlimit, cgroup=pids,
+                                        memory_cgroup=memory, info_fd=info_fd)
         host_cwd = str(folder.path) if bwrap is not None else layout.work
         return command, clean_environment(env, layout), host_cwd
 
@@ -317,13 +358,20 @@ class SandboxedKernelManager(AsyncKernelManager):
         client._make_url = self._make_url
         return client
 
+    def _cgroups(self) -> tuple[PidsCgroup | None, MemoryCgroup | None]:
+        pids, memory = self._cgroup
+        assert pids is None or isinstance(pids, PidsCgroup)
+        assert memory is None or isinstance(memory, MemoryCgroup)
+        return pids, memory
+
     def _record_exit(self) -> None:
         if self._exit_known or self._process is None or self._process.poll() is None:
             return
-        cgroup = self._cgroup[0]
+        pids, memory = self._cgroups()
         self._exit_reason = explain_exit(
             self._process.returncode, self.limits, sandboxed=self.sandboxed,
-            process_limit_hit=cgroup.limit_hit() if cgroup is not None else False,
+            process_limit_hit=pids.limit_hit() if pids is not None else False,
+            memory_limit_hit=memory.limit_hit() if memory is not None else False,
             killed_by_manager=self._killed_by_manager,
         )
         self._exit_known = True
@@ -331,11 +379,13 @@ class SandboxedKernelManager(AsyncKernelManager):
     def exit_reason(self) -> str | None:
         """Why the last kernel ended, in words, if it hit a limit or died of a signal; else ``None``.
 
-        ``"used more than 600 s of CPU time"`` (SIGXCPU), ``"tried to start more than 1024 processes or
-        threads"`` (the pids cgroup refused a fork, even if the kernel survived), ``"was killed (signal N)"``.
-        A signal the manager itself sent while shutting the kernel down is not reported. Memory exhaustion is a
-        ``MemoryError`` inside the kernel: see :func:`~kdcourse.sandbox.limit_messages`. ``None`` while the
-        kernel runs.
+        ``"used more than 2 GiB of memory"`` (the OOM killer ended the kernel or one of its processes at the
+        limit of its memory cgroup, even if the kernel survived), ``"used more than 600 s of CPU time"``
+        (SIGXCPU), ``"tried to start more than 1024 processes or threads"`` (the pids cgroup refused a fork,
+        even if the kernel survived), ``"was killed (signal N)"``. A signal the manager itself sent while
+        shutting the kernel down is not reported. A single allocation past ``RLIMIT_AS`` is a ``MemoryError``
+        inside the kernel, which keeps running: see :func:`~kdcourse.sandbox.limit_messages`. ``None`` while
+        the kernel runs.
         """
         self._record_exit()
         return self._exit_reason

@@ -20,9 +20,14 @@ Options
     Inside the sandbox: keep only ``PYTHONPATH`` / ``LD_LIBRARY_PATH`` entries that exist and are not
     writable, and set ``JPY_PARENT_PID=1`` (the grader's pid means nothing in this PID namespace, where the
     kernel's parent is bwrap's init, pid 1: ipykernel then neither polls a parent nor prints its banner).
+``--hide NAME``
+    (Kernel mode, repeatable.) Also refuse to import module ``NAME`` (and its submodules) from inside the
+    kernel process with an import hook placed first on ``sys.meta_path`` (:data:`GUARD`) before
+    ``ipykernel_launcher`` runs. Defence in depth only: code in the kernel can remove the hook; what hides a
+    module is that every copy of it is covered by a stub (:func:`kdcourse.sandbox.view.make_stubs`).
 ``--mode kernel|exec``
-    ``kernel``: ``exec`` this interpreter with ``-P -s`` and the arguments; ``exec``: run the arguments as a
-    command (``PATH`` lookup).
+    ``kernel``: ``exec`` this interpreter with ``-P -s`` and the arguments (``-m MODULE ARGS...`` run as ``-m``
+    would, behind the hook of ``--hide``); ``exec``: run the arguments as a command (``PATH`` lookup).
 """
 
 from __future__ import annotations
@@ -37,10 +42,52 @@ CPU_GRACE_SECONDS = 2
 #: Interpreter flags of the kernel: no unsafe path (working folder, script folder) and no user site.
 KERNEL_FLAGS = ("-P", "-s")
 
+#: Run by the kernel's interpreter as ``-c GUARD -m MODULE ARGS...``: refuse the hidden modules (``{hidden}``)
+#: with a finder first on ``sys.meta_path``, whose spec fails to load as a stub does, then run ``MODULE`` as
+#: ``-m`` does (``sys.argv[0]`` becomes its file; with ``-P`` nothing is put in front of ``sys.path``).
+GUARD = """\
+import sys
+
+
+class KdcourseHiddenModules:
+    \"\"\"kdcourse sandbox: these modules are hidden while a notebook is graded.\"\"\"
+
+    hidden = {hidden!r}
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if any(name == hidden or name.startswith(hidden + ".") for hidden in cls.hidden):
+            from importlib.machinery import ModuleSpec
+
+            return ModuleSpec(name, cls)
+        return None
+
+    @staticmethod
+    def create_module(spec):
+        return None
+
+    @staticmethod
+    def exec_module(module):
+        name = module.__name__
+        raise ModuleNotFoundError(f"No module named {{name!r}} (hidden while this notebook is graded)", name=name)
+
+
+sys.meta_path.insert(0, KdcourseHiddenModules)
+del KdcourseHiddenModules
+_module = sys.argv[2]
+del sys.argv[1:3]
+import runpy
+
+if hasattr(runpy, "_run_module_as_main"):  # what -m itself runs
+    runpy._run_module_as_main(_module)
+else:
+    runpy.run_module(_module, run_name="__main__", alter_sys=True)
+"""
+
 
 def parse(argv: list[str]) -> tuple[dict, list[str]]:
     """``(options, command)`` from ``argv`` (see the module docstring)."""
-    options: dict = {"seed": [], "mode": "exec", "strict": False}
+    options: dict = {"seed": [], "mode": "exec", "strict": False, "hide": []}
     index = 0
     while index < len(argv):
         arg = argv[index]
@@ -49,6 +96,9 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         if arg == "--sandboxed":
             options["strict"] = True
             index += 1
+        elif arg == "--hide":
+            options["hide"].append(argv[index + 1])
+            index += 2
         elif arg == "--seed":
             options["seed"].append((argv[index + 1], argv[index + 2]))
             index += 3
@@ -121,6 +171,13 @@ def clean_environment(environ: dict[str, str], strict: bool) -> dict[str, str]:
     return env
 
 
+def kernel_arguments(command: list[str], hidden: list[str]) -> list[str]:
+    """The interpreter's arguments for a kernel: ``-m MODULE ...`` behind the :data:`GUARD` of ``hidden``."""
+    if not hidden or len(command) < 2 or command[0] != "-m":
+        return list(command)
+    return ["-c", GUARD.format(hidden=tuple(hidden)), *command]
+
+
 def main(argv: list[str]) -> None:
     options, command = parse(argv)
     if not command:
@@ -131,7 +188,8 @@ def main(argv: list[str]) -> None:
     env = clean_environment(dict(os.environ), options["strict"])
     try:
         if options["mode"] == "kernel":
-            os.execve(sys.executable, [sys.executable, *KERNEL_FLAGS, *command], env)
+            os.execve(sys.executable, [sys.executable, *KERNEL_FLAGS, *kernel_arguments(command, options["hide"])],
+                      env)
         else:
             os.execvpe(command[0], command, env)
     except OSError as error:

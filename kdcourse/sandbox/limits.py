@@ -38,9 +38,13 @@ class Limits:
     Parameters
     ----------
     memory_bytes : int, default 2 GiB
-        Address space of each process, in bytes (``RLIMIT_AS``). ``import torch`` alone reserves about
-        640 MB of address space; torch, numpy and matplotlib together about 0.8 GB. Exhaustion shows up as a
-        ``MemoryError`` inside the kernel, which keeps running.
+        Memory of the whole sandbox, in bytes, where a memory cgroup can be made (see
+        :func:`~kdcourse.sandbox.sandbox_status`, ``memory_limit``): all its processes together, with the
+        pages of its tmpfs folders and the kernel memory they cause; at the limit the OOM killer ends the
+        largest of its processes (the kernel or a child) and the exit reason says so. Also, everywhere, the
+        address space of each process (``RLIMIT_AS``): ``import torch`` alone reserves about 640 MB of address
+        space; torch, numpy and matplotlib together about 0.8 GB (resident, about 0.3 GB). One allocation past
+        it is a ``MemoryError`` inside the kernel, which keeps running.
     max_processes : int, default 1024
         Processes *and threads* the sandbox may have at once: a per-kernel ``pids`` cgroup when one is
         writable, else ``RLIMIT_NPROC`` set inside the sandbox's user namespace (see
@@ -51,8 +55,8 @@ class Limits:
     disk_bytes : int, default 1 GiB
         Size in bytes of each private writable folder (tmpfs): the work folder together with ``HOME``, and
         ``/tmp``, separately; also the largest file that can be written (``RLIMIT_FSIZE``). ``/dev/shm`` gets
-        ``min(disk_bytes, 256 MiB)``. tmpfs pages live in the host's memory and do not count against
-        ``memory_bytes``.
+        ``min(disk_bytes, 256 MiB)``. tmpfs pages live in the host's memory: they count against
+        ``memory_bytes`` where a memory cgroup is used, and against nothing otherwise.
     output_bytes : int, default 16 MiB
         Largest output, in bytes, that the grading client accepts from one notebook. The sandbox only
         carries this number; the client side enforces it.
@@ -83,7 +87,8 @@ class Limits:
     def describe(self) -> str:
         """Each limit in words, e.g. ``'2 GiB of memory, 1024 processes and threads, ...'``."""
         return (
-            f"{format_bytes(self.memory_bytes)} of memory (address space per process), "
+            f"{format_bytes(self.memory_bytes)} of memory (per sandbox with a memory cgroup, and address "
+            "space per process), "
             f"{self.max_processes} processes and threads, "
             f"{self.cpu_seconds} s of CPU time per process, "
             f"{format_bytes(self.disk_bytes)} of disk in the work folder and in /tmp each, "
@@ -130,6 +135,7 @@ def explain_exit(
     *,
     sandboxed: bool,
     process_limit_hit: bool = False,
+    memory_limit_hit: bool = False,
     killed_by_manager: bool = False,
 ) -> str | None:
     """Why a sandboxed process ended, in words, when it hit a limit or died of a signal; else ``None``.
@@ -144,11 +150,16 @@ def explain_exit(
         Whether ``returncode`` is ``bwrap``'s (``128 + N`` for signal ``N``) rather than the command's own.
     process_limit_hit : bool
         Whether the pids cgroup counted a refused fork (``pids.events``).
+    memory_limit_hit : bool
+        Whether the OOM killer ended a process of the sandbox's memory cgroup at its limit (``oom_kill``); the
+        signal it sent (``SIGKILL``) is then not reported on its own.
     killed_by_manager : bool
         Whether the grader itself killed it (shutdown of a kernel that did not stop): that signal is not
         reported.
     """
     messages = limit_messages(limits)
+    if memory_limit_hit:
+        return messages["memory_bytes"]
     if process_limit_hit:
         return messages["max_processes"]
     signum = signal_of(returncode, sandboxed=sandboxed)

@@ -5,12 +5,15 @@ processes with ``CAP_SYS_RESOURCE``/``CAP_SYS_ADMIN``). So:
 
 * when a writable ``pids`` cgroup is available (a v1 ``pids`` hierarchy, or cgroup2 with the ``pids``
   controller) each sandbox gets its own cgroup with ``pids.max``; a tiny trusted ``/bin/sh`` wrapper joins
-  it and then ``exec``\\ s ``bwrap``, so everything in the sandbox is counted from its first instruction;
+  it (and the sandbox's memory cgroup, :mod:`kdcourse.sandbox.memory`) and then ``exec``\\ s ``bwrap``, so
+  everything in the sandbox is counted from its first instruction (:func:`join_cgroups`);
   ``pids.events`` tells afterwards whether a fork was refused; the cgroup is removed when the sandbox is gone;
 * otherwise, for a grader that is not root, the launcher sets ``RLIMIT_NPROC`` inside the sandbox, after the
   user namespace exists, so that only the sandbox's own processes count;
 * otherwise (root without a writable pids cgroup) the limit is not enforced, and :func:`process_limit_plan`
   says so.
+
+:class:`Cgroup` (make, join, sweep, remove) serves both the pids and the memory cgroups.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 #: Name prefix of the cgroups made here: ``kdcourse-sandbox-<grader pid>-<random>``.
@@ -69,8 +73,9 @@ def _mountinfo() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def own_pids_cgroups() -> list[str]:
-    """Folders of this process's own cgroup in each hierarchy that has the pids controller (v1 first)."""
+def own_cgroups(controller: str) -> list[str]:
+    """Folders of this process's own cgroup in each hierarchy that may have ``controller`` (v1 first, then
+    cgroup2, whose controllers only a probe can tell)."""
     try:
         with open("/proc/self/cgroup", encoding="utf-8") as handle:
             lines = [line.rstrip("\n").split(":", 2) for line in handle]
@@ -82,20 +87,25 @@ def own_pids_cgroups() -> list[str]:
         if len(parts) != 3:
             continue
         _, controllers, path = parts
-        if "pids" in controllers.split(","):
+        if controller in controllers.split(","):
             fstypes, found = ("cgroup",), version1
         elif controllers == "":
             fstypes, found = ("cgroup2",), version2
         else:
             continue
         for root, mount_point, fstype, options in mounts:
-            if fstype not in fstypes or (fstype == "cgroup" and "pids" not in options.split(",")):
+            if fstype not in fstypes or (fstype == "cgroup" and controller not in options.split(",")):
                 continue
             if path == root or path.startswith(root.rstrip("/") + "/"):
                 relative = path[len(root):].lstrip("/")
                 found.append(os.path.join(mount_point, relative) if relative else mount_point)
                 break
     return version1 + version2
+
+
+def own_pids_cgroups() -> list[str]:
+    """Folders of this process's own cgroup in each hierarchy that has the pids controller (v1 first)."""
+    return own_cgroups("pids")
 
 
 def _probe(parent: str) -> bool:
@@ -153,21 +163,26 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class PidsCgroup:
-    """One sandbox's pids cgroup: made with :meth:`create`, joined through :meth:`wrap`, ended by :meth:`remove`."""
+class Cgroup:
+    """One sandbox's cgroup in one hierarchy: made with :meth:`make`, joined through :func:`join_cgroups`,
+    ended by :meth:`remove`."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     @classmethod
-    def create(cls, parent: str, max_tasks: int) -> PidsCgroup:
-        """Make a cgroup under ``parent`` that allows ``max_tasks`` processes and threads (plus the sandbox's own)."""
+    def make(cls, parent: str, settings: dict[str, str], optional: Collection[str] = ()) -> Cgroup:
+        """A fresh cgroup under ``parent`` with each file of ``settings`` written, in order (removed again if
+        one cannot be written); a file named in ``optional`` is skipped where the new cgroup has none."""
         cls.sweep(parent)
         path = os.path.join(parent, f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
         os.mkdir(path)
         try:
-            with open(os.path.join(path, "pids.max"), "w", encoding="ascii") as handle:
-                handle.write(str(max_tasks + OVERHEAD_PROCESSES))
+            for name, value in settings.items():
+                if name in optional and not os.path.exists(os.path.join(path, name)):
+                    continue
+                with open(os.path.join(path, name), "w", encoding="ascii") as handle:
+                    handle.write(value)
         except OSError:
             os.rmdir(path)
             raise
@@ -190,26 +205,32 @@ class PidsCgroup:
                 except OSError:
                     pass
 
-    def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` run by a ``/bin/sh`` that first moves itself into this cgroup, then ``exec``\\ s ``argv``."""
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', os.path.join(self.path, "cgroup.procs"), *argv]
+    @property
+    def procs(self) -> str:
+        """The ``cgroup.procs`` file, into which a process writes its pid to join."""
+        return os.path.join(self.path, "cgroup.procs")
 
-    def limit_hit(self) -> bool:
-        """Whether a fork or thread creation was refused because ``pids.max`` was reached."""
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run by a ``/bin/sh`` that first moves itself into this cgroup (see :func:`join_cgroups`)."""
+        return join_cgroups([self], argv)
+
+    def read_counts(self, name: str) -> dict[str, int]:
+        """The ``key value`` lines of file ``name`` (``pids.events``, ``memory.events``, ...); ``{}`` if unreadable."""
+        counts = {}
         try:
-            with open(os.path.join(self.path, "pids.events"), encoding="ascii") as handle:
+            with open(os.path.join(self.path, name), encoding="ascii") as handle:
                 for line in handle:
-                    key, _, value = line.partition(" ")
-                    if key == "max" and value.strip().isdigit():
-                        return int(value) > 0
+                    key, _, value = line.strip().partition(" ")
+                    if value.strip().isdigit():
+                        counts[key] = int(value)
         except OSError:
             pass
-        return False
+        return counts
 
     def pids(self) -> list[int]:
         """Processes still in the cgroup."""
         try:
-            with open(os.path.join(self.path, "cgroup.procs"), encoding="ascii") as handle:
+            with open(self.procs, encoding="ascii") as handle:
                 return [int(line) for line in handle if line.strip()]
         except OSError:
             return []
@@ -232,6 +253,34 @@ class PidsCgroup:
                 if time.monotonic() > deadline:
                     return
                 time.sleep(0.01)
+
+
+#: The trusted wrapper that joins cgroups: ``$0`` names it, then ``cgroup.procs`` files up to ``--``, then argv.
+JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"'
+
+
+def join_cgroups(cgroups: Sequence[Cgroup], argv: list[str]) -> list[str]:
+    """``argv`` run by a ``/bin/sh`` that first moves itself into each of ``cgroups``, then ``exec``\\ s ``argv``
+    (so that everything it starts is counted from its first instruction); ``argv`` itself without cgroups."""
+    if not cgroups:
+        return list(argv)
+    return ["/bin/sh", "-c", JOIN_SCRIPT, "kdcourse-sandbox-join", *(cgroup.procs for cgroup in cgroups), "--",
+            *argv]
+
+
+class PidsCgroup(Cgroup):
+    """One sandbox's pids cgroup."""
+
+    @classmethod
+    def create(cls, parent: str, max_tasks: int) -> PidsCgroup:
+        """Make a cgroup under ``parent`` that allows ``max_tasks`` processes and threads (plus the sandbox's own)."""
+        made = cls.make(parent, {"pids.max": str(max_tasks + OVERHEAD_PROCESSES)})
+        assert isinstance(made, PidsCgroup)
+        return made
+
+    def limit_hit(self) -> bool:
+        """Whether a fork or thread creation was refused because ``pids.max`` was reached."""
+        return self.read_counts("pids.events").get("max", 0) > 0
 
 
 def cgroup_for(plan: ProcessLimitPlan, max_processes: int) -> PidsCgroup | None:

