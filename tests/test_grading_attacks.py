@@ -235,13 +235,13 @@ ATTACKS = {
             print("x" * 1000)
     """, "solution", FULL, "output"),
     "display_update_flood": ("""
-        _handle = display({"text/plain": "x"}, raw=True, display_id=True)
-        _handle.update({"text/plain": "B" * 6 * 2**20}, raw=True)
+        _handle = display({{"text/plain": "x"}}, raw=True, display_id=True)
+        _handle.update({{"text/plain": "B" * 6 * 2**20}}, raw=True)
     """, "solution", FULL, "output"),
     "widget_flood": ("""
         from comm import create_comm
         for _ in range(3):
-            create_comm(target_name="jupyter.widget", data={"state": {"value": "B" * 3 * 2**20}, "buffer_paths": []})
+            create_comm(target_name="jupyter.widget", data={{"state": {{"value": "B" * 3 * 2**20}}, "buffer_paths": []}})
     """, "solution", FULL, "output"),
     "cpu_hog": ("""
         while True:

@@ -132,6 +132,11 @@ class SandboxedExecute(Execute, CourseFiles):
         return (ANSWERS_MIME in data and meta.get("grade") and not meta.get("solution") and not already
                 and size <= MAX_RECORD_BYTES)
 
+    def handle_comm_msg(self, outs, msg, cell_index):
+        """Ignore widget traffic: grading mimics no widget front end (nbclient's would crash on a malformed
+        message, failing the submission, and keeps widget state in the grader's memory)."""
+        return None
+
     def process_message(self, msg, cell, cell_index):
         """Count every message the kernel sends (outputs, display updates, widget traffic) against the output
         limit; past it, keep only each test cell's answer record."""
