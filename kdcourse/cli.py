@@ -47,7 +47,8 @@ def _sandbox_line() -> str:
 
     status = sandbox_status()
     if status.available:
-        return f"available (processes and threads limited by {status.process_limit})"
+        return (f"available (processes and threads limited by {status.process_limit}; "
+                f"memory by {status.memory_limit})")
     return f"NOT available: {status.reason}"
 
 

@@ -6,7 +6,7 @@ for the whole course in the ``[sandbox]`` table of ``grading/course.toml``, and 
 the ``[sandbox]`` table of its instructor file::
 
     [sandbox]
-    memory_mib = 4096        # address space of each kernel process
+    memory_mib = 4096        # memory of the whole kernel (cgroup), and address space of each process
     max_processes = 256      # processes and threads at once
     cpu_seconds = 300        # CPU time of each process
     disk_mib = 512           # private /tmp and work folder, each
