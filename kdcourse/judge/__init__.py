@@ -8,7 +8,8 @@ a grading kernel cannot import, turns the collected plain data into a :class:`Ve
 * :func:`plan_for` says what the kernel must collect: each answer's probe with its visible test inputs,
   plus the hidden ones from the instructor file when grading;
 * :func:`judge_record` decides one test from the record the kernel published, the instructor's answer
-  key, and the submission's code (checked as text, :mod:`kdcourse.judge.static`).
+  key, and the submission's code (checked as text, :mod:`kdcourse.judge.static`; parse it once per
+  notebook with :class:`~kdcourse.judge.static.NotebookCode` and pass that to every test).
 
 The same judge runs inside a student's own kernel on the visible tests, so what the student sees
 while working and what the grader decides agree.
@@ -25,7 +26,7 @@ from typing import Any
 from kdcourse.answers.plain import MalformedAnswer
 
 from .items import Context, Item, decode_answers
-from .static import NotebookCode
+from .static import NotebookCode, Uncheckable
 from .verdict import Unanswered, Verdict, Wrong
 
 __all__ = ["Verdict", "load_items", "plan_for", "judge_record", "RECORD_FORMAT"]
@@ -79,7 +80,7 @@ def _malformed(reason: str) -> Verdict:
                           "top (Kernel → Restart Kernel and Run All Cells) and submit it again.")
 
 
-def judge_record(assignment: str, grade_id: str, record: Any, code: Iterable[str] = (), spec: Any = None,
+def judge_record(assignment: str, grade_id: str, record: Any, code: NotebookCode | Iterable[str] = (), spec: Any = None,
                  spec_dir: Path | None = None, earlier: Mapping[str, bool] | None = None,
                  items: Mapping[str, Item] | None = None) -> Verdict:
     """Decide one test from the record its cell published.
@@ -91,8 +92,9 @@ def judge_record(assignment: str, grade_id: str, record: Any, code: Iterable[str
     record : object
         The published record (plain data from the kernel; nothing in it is trusted), or ``None`` when
         the test cell published none.
-    code : iterable of str
-        The submission's code cells, for the checks of what the answers call.
+    code : NotebookCode or iterable of str
+        The submission's code, for the checks of what the answers call: a :class:`NotebookCode` built
+        once for the notebook (the grader), or the cell sources (the student's kernel passes its history).
     spec : AssignmentSpec, optional
         The instructor file. With it the judge grades (hidden inputs, answer keys); without it only the
         visible tests run (the student's own kernel).
@@ -112,7 +114,8 @@ def judge_record(assignment: str, grade_id: str, record: Any, code: Iterable[str
     if item is None:
         return Verdict(False, f"the grader has no test named {grade_id!r}", review=f"no judge for {grade_id}")
     context = Context(assignment=assignment, grade_id=grade_id, full=spec is not None,
-                      keys=(getattr(spec, "keys", {}) or {}).get(grade_id, {}), code=NotebookCode(code),
+                      keys=(getattr(spec, "keys", {}) or {}).get(grade_id, {}),
+                      code=code if isinstance(code, NotebookCode) else NotebookCode(code),
                       earlier=dict(earlier or {}))
     if record is None:
         return _missing_record(item, context)
@@ -128,6 +131,8 @@ def judge_record(assignment: str, grade_id: str, record: Any, code: Iterable[str
         if item.static is not None and not context.code.empty:
             item.static(context)
         message = item.judge(results, context)
+    except Uncheckable as uncheckable:
+        return _uncheckable(grade_id, uncheckable)
     except Wrong as wrong:
         return Verdict(False, str(wrong))
     except Unanswered as unanswered:
@@ -140,11 +145,18 @@ def judge_record(assignment: str, grade_id: str, record: Any, code: Iterable[str
     return Verdict(True, message or item.passed or f"{grade_id}: checks passed")
 
 
+def _uncheckable(grade_id: str, uncheckable: Uncheckable) -> Verdict:
+    """The code could not be checked: the test fails, and a person is asked to look."""
+    return Verdict(False, str(uncheckable), review=f"the code of {grade_id} could not be checked: {uncheckable}")
+
+
 def _missing_record(item: Item, context: Context) -> Verdict:
     """No answers were published: say why if the code shows it, else that the cell did not finish."""
     if item.static is not None and not context.code.empty:
         try:
             item.static(context)
+        except Uncheckable as uncheckable:
+            return _uncheckable(context.grade_id, uncheckable)
         except Wrong as wrong:
             return Verdict(False, str(wrong))
     return Verdict(False, "no answers were recorded for this test: the test cell stopped before its end "

@@ -72,19 +72,24 @@ class JudgeAnswers(NbGraderPreprocessor, CourseFiles):
 
     def preprocess(self, nb, resources):
         from kdcourse.judge import judge_record, load_items
-        from kdcourse.judge.static import tampering
+        from kdcourse.judge.static import NotebookCode, tampering
         from kdcourse.sandbox import limit_messages
 
         submission = Submission(resources["nbgrader"]["assignment"], resources["nbgrader"]["student"])
         course = self.course_files()
         spec = course.spec(submission.assignment)
         items = load_items(submission.assignment, spec, course.spec_dir)
-        code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
-        editable = [(i, cell.source) for i, cell in enumerate(nb.cells)
-                    if cell.cell_type == "code" and not nbgrader_meta(cell).get("locked")]
-        reached = tampering(editable)
-        if reached:
-            findings.record_reason(submission, f"the code reaches for the grading machinery ({' | '.join(reached)})")
+        # parsed once for the whole notebook: every test's checks and the tampering check share it
+        code = NotebookCode([(i, cell.source) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"])
+        editable = {i for i, cell in enumerate(nb.cells)
+                    if cell.cell_type == "code" and not nbgrader_meta(cell).get("locked")}
+        if code.too_large:
+            findings.record_reason(submission, code.too_large)
+        else:
+            reached = tampering(code, editable=editable)
+            if reached:
+                findings.record_reason(submission,
+                                       f"the code reaches for the grading machinery ({' | '.join(reached)})")
         limits = sandbox_settings(course, submission.assignment).limits
         for words in limit_hits(nb, limit_messages(limits)):
             findings.record_reason(submission, words)
