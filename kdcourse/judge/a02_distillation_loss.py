@@ -30,7 +30,7 @@ __all__ = ["ITEMS"]
 
 RTOL, ATOL = 1e-5, 1e-8
 #: Packages that do an exercise for the student (kdcourse holds the course's own reference).
-BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn")
+BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn", "torch.distributions")
 #: The softmax exercise is to write the formula: torch's softmax in any spelling does it instead.
 SOFTMAX_MEMBERS = ("softmax", "log_softmax", "softmin", "Softmax", "LogSoftmax", "Softmin")
 BANNED_LOSS_NAMES = ("kl_div", "KLDivLoss", "distillation_loss", "rel_entr")

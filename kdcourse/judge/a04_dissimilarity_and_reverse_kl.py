@@ -31,7 +31,7 @@ __all__ = ["ITEMS", "agreement", "share_copied", "scenario_numbers", "reverse_lo
 #: Library losses that would do exercise 2.1. ``torch.xlogy`` is not among them: it is the safe way to
 #: write p·log p that assignment 2 teaches.
 BANNED_LOSS_NAMES = ("kl_div", "KLDivLoss", "distillation_loss", "combined_loss")
-BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn")
+BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn", "torch.distributions")
 SCENARIO_NAMES = ("accuracy_before", "accuracy_after", "copied_before", "copied_after")
 SCENARIO_HINT = "accuracy compares with the true labels; copied errors are counted on the teacher's errors"
 #: How far the scenario C answers may be from the rerun when the grading kernels train on an accelerator
