@@ -22,6 +22,8 @@ _EXPORTS = {
     "log_softmax": "kdcourse.divergences",
     "distillation_loss": "kdcourse.losses",
     "combined_loss": "kdcourse.losses",
+    "token_distillation_loss": "kdcourse.token_losses",
+    "fused_linear_distillation_loss": "kdcourse.token_losses",
     "pick_device": "kdcourse.device",
     "describe_device": "kdcourse.device",
     "seed_everything": "kdcourse.training",

@@ -25,6 +25,7 @@ def loaded_after(code: str) -> set[str]:
          "kl_divergence([0.7, 0.3], [0.5, 0.5]); entropy([1.0, 0.0]); softmax([1.0, 2.0], 2.0)\n"
          "js_divergence([0.7, 0.3], [0.5, 0.5]); cross_entropy([0.7, 0.3], [0.5, 0.5])", set()),
         ("import kdcourse.losses; kdcourse.losses.DIRECTIONS", set()),
+        ("import kdcourse.token_losses; kdcourse.token_losses.TOKEN_REDUCTIONS", set()),
         ("import kdcourse.fits", set()),
         ("import kdcourse.plots", {"matplotlib"}),
         ("import kdcourse.explorers", {"matplotlib"}),
