@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from kdcourse.losses import distillation_loss
 
 from machine import machine_lines  # benchmarks/machine.py, beside this script
+from memory import CHILD_ENVIRONMENT, rss_peak_bytes, tensor_peak_bytes  # benchmarks/memory.py
 
 GOAL_RATIO = 1.1
 CASES = ((4096, 10), (512, 32000))
@@ -87,59 +88,23 @@ def forward_backward(fn, z: torch.Tensor, v: torch.Tensor, temperature: float) -
 
 # ----------------------------------------------------------------------------- memory (child process)
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # resets VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
-
-
 def memory_child(batch: int, classes: int, variant: str, temperature: float) -> None:
     """Runs in a fresh process; prints one JSON line with the measured peaks in bytes."""
-    from torch.profiler import ProfilerActivity, profile
-
     fn = VARIANTS[variant]
     z, v = make_inputs(batch, classes)
     forward_backward(fn, z, v, temperature)  # warm-up: one-time allocations do not count
     z.grad = None
     gc.collect()
 
-    rss_peak = None
-    rss_before = _status_kib("VmRSS")
-    if rss_before is not None and _reset_peak_rss():
-        forward_backward(fn, z, v, temperature)
-        hwm = _status_kib("VmHWM")
-        if hwm is not None:
-            rss_peak = (hwm - rss_before) * 1024
+    rss_peak = rss_peak_bytes(lambda: forward_backward(fn, z, v, temperature))
     z.grad = None
     gc.collect()
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        forward_backward(fn, z, v, temperature)
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    live = peak = 0
-    for event in events:
-        live += event.nbytes()
-        peak = max(peak, live)
+    peak, live = tensor_peak_bytes(lambda: forward_backward(fn, z, v, temperature))
     print(json.dumps({"tensor_peak": peak, "tensor_retained": live, "rss_peak": rss_peak}))
 
 
 def measure_memory(batch: int, classes: int, variant: str, temperature: float, threads: int) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, **CHILD_ENVIRONMENT, OMP_NUM_THREADS=str(threads))
     command = [sys.executable, os.path.abspath(__file__), "--threads", str(threads),
                "--temperature", str(temperature), "--memory-child", str(batch), str(classes), variant]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
