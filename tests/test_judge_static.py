@@ -224,6 +224,27 @@ def test_ordinary_code_binds_names_without_being_accused():
     assert tampering(list(enumerate(cells))) == []
 
 
+SETUP = "import numpy as np\nfrom kdcourse.answers import Checker\ncheck = Checker('a01_kl_divergence')\n"
+NOISY = ("import functools\ndef noisy(function):\n    @functools.wraps(function)\n"
+         "    def wrapper(*args):\n        print('called')\n        return function(*args)\n    return wrapper\n")
+OWN_ENTROPY = "def entropy(p):\n    p = np.asarray(p)\n    return -np.sum(p * np.log(p))\n"
+
+
+def test_a_rebound_function_handed_to_the_test_cells_check_is_not_delegation(monkeypatch):
+    """A wrapped function is passed to ``check`` by the locked test cell: the course's collector is not a
+    reference implementation, though it comes from kdcourse (a banned package)."""
+    cells = [SETUP, NOISY + OWN_ENTROPY + "entropy = noisy(entropy)\n", "check('test_entropy', entropy)\n"]
+    assert NotebookCode(cells).delegation("entropy", **BANNED) is None
+    # without trusting the collector it looked like delegation: kdcourse is banned, and entropy reaches check
+    monkeypatch.setattr(static, "TRUSTED_ORIGINS", frozenset())
+    assert "check = Checker" in _check(cells, "entropy")
+
+
+def test_an_attribute_of_the_collector_is_still_judged():
+    cells = [SETUP, "def entropy(p):\n    return Checker.reference_entropy(p)\n"]
+    assert "kdcourse.answers.Checker.reference_entropy" in _check(cells, "entropy")
+
+
 # --- 2. tampering that evades a list of names -------------------------------------------------------
 
 TAMPERING = {

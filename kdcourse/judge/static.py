@@ -89,6 +89,10 @@ _OPAQUE_MODULES = ("builtins", "__main__", "IPython", "ipykernel", "gc", "ctypes
                    "codeop", "pickle", "_pickle", "marshal", "dill", "cloudpickle", "shelve", "importlib",
                    "pkgutil", "zipimport", "imp")
 _BUILTINS = frozenset(dir(builtins))
+#: Names a notebook may import from kdcourse without delegating: the test cells' collector, which holds
+#: no reference implementation (in a grading kernel the judge and the references are not even importable).
+#: An attribute of it (``Checker.x``) is still resolved and judged like any other.
+TRUSTED_ORIGINS = frozenset({"kdcourse.answers.Checker"})
 _GETATTR_FAMILY = ("getattr", "setattr", "delattr", "attrgetter", "methodcaller")
 _IMPORT_CALLS = ("__import__", "import_module")
 
@@ -954,6 +958,8 @@ class _Finder:
         """Check ``name``'s imports, and queue everything else that binds or changes it."""
         code = self.code
         for origin in code.aliases.get(name, []):
+            if origin in TRUSTED_ORIGINS:
+                continue
             if _in_packages(origin, self.banned_packages) or self.banned_member(origin.split(".")[-1]):
                 where = code._alias_where.get(name, "")
                 return f"{prefix}{origin if root else f'{name} (from {origin})'} ({where})"

@@ -61,17 +61,20 @@ def _noisy(function):
 
 @dataclass(frozen=True)
 class Expectation:
-    """What grading must produce: ``score`` exactly (when not None), or ``below_full`` (graded, some
-    points lost), and whether the submission is flagged for review (``flagged``)."""
+    """What grading must produce: ``score`` exactly (when not None), no more than ``at_most``, or
+    ``below_full`` (graded, some points lost), and whether the submission is flagged for review (``flagged``)."""
 
     score: float | None = None
     below_full: bool = False
     flagged: bool = False
+    at_most: float | None = None
 
     def describe(self) -> str:
         parts = []
         if self.score is not None:
             parts.append(f"= {self.score:g}")
+        if self.at_most is not None:
+            parts.append(f"<= {self.at_most:g}")
         if self.below_full:
             parts.append("< full")
         parts.append("flagged" if self.flagged else "graded")
@@ -220,7 +223,9 @@ CASES = (
             build_changed_points, lambda ctx: Expectation(score=ctx.auto_points)),
     BadCase("monkeypatched_checker", "a wrong answer plus numpy/torch comparison functions replaced",
             lambda ctx: _prepend(ctx, MONKEYPATCH, base=ctx.wrong if ctx.wrong is not None else ctx.blank),
-            lambda ctx: Expectation(score=ctx.wrong_score if ctx.wrong is not None else 0.0, flagged=True)),
+            # replacing the comparison functions gains nothing; where it makes a function's code impossible
+            # to follow (it reaches sys.modules), that item scores 0 (fails closed) and a person looks
+            lambda ctx: Expectation(at_most=ctx.wrong_score if ctx.wrong is not None else 0.0, flagged=True)),
     BadCase("always_equal", "every answer replaced by an object equal and close to everything",
             build_always_equal, lambda ctx: Expectation(score=0.0)),
     BadCase("flood_output", "the full solution printing 100,000 lines",

@@ -90,6 +90,8 @@ def check_class(course: Course, students: list[SimulatedStudent], statuses) -> l
         else:
             if e.score is not None and abs(got - e.score) > 1e-9:
                 check.problems.append(f"scored {got:g}, expected {e.score:g}")
+            if e.at_most is not None and got > e.at_most + 1e-9:
+                check.problems.append(f"scored {got:g}, expected at most {e.at_most:g}")
             if e.below_full and not got < row.auto_max:
                 check.problems.append(f"scored {got:g}, expected less than {row.auto_max:g}")
         if flagged != e.flagged:
