@@ -60,10 +60,11 @@ def test_zero_times_log_zero_is_zero():
 
 
 def test_top_level_names_are_the_functions_of_their_modules():
-    from kdcourse import device, losses, training
+    from kdcourse import device, losses, token_losses, training
 
     homes = {divergences: ("entropy", "cross_entropy", "kl_divergence", "js_divergence", "softmax", "log_softmax"),
              losses: ("distillation_loss", "combined_loss"),
+             token_losses: ("token_distillation_loss", "fused_linear_distillation_loss"),
              device: ("pick_device", "describe_device"),
              training: ("seed_everything", "train", "distill", "evaluate")}
     for module, names in homes.items():
