@@ -1,6 +1,6 @@
 """Peak memory of one call, for the benchmarks that compare losses: tensor bytes and resident set.
 
-* :func:`tensor_peak_bytes`: the largest amount of tensor memory a call allocated above what was live when
+* :func:`tensor_peak_bytes` (:func:`kdcourse.profiling.peak_tensor_bytes`): the largest amount of tensor memory a call allocated above what was live when
   it started, from the allocation and free events ``torch.profiler`` records with ``profile_memory=True``.
   Exact and independent of the C allocator: the number to compare.
 * :func:`rss_peak_bytes`: growth of the process's resident set, peak during the call minus the value just
@@ -16,6 +16,10 @@ left behind counts.
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from kdcourse.profiling import peak_tensor_bytes as tensor_peak_bytes  # the one home of the profiler count
+
+__all__ = ["CHILD_ENVIRONMENT", "rss_peak_bytes", "tensor_peak_bytes"]
 
 #: Extra environment for a child process that measures memory.
 CHILD_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -49,18 +53,3 @@ def rss_peak_bytes(call: Callable[[], object]) -> int | None:
     call()
     high_water = _status_kib("VmHWM")
     return None if high_water is None else (high_water - before) * 1024
-
-
-def tensor_peak_bytes(call: Callable[[], object]) -> tuple[int, int]:
-    """``(peak, retained)``: the most tensor bytes ``call()`` had allocated at once, and what it left allocated."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        call()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    live = peak = 0
-    for event in events:
-        live += event.nbytes()
-        peak = max(peak, live)
-    return peak, live

@@ -51,6 +51,15 @@ def _student(seed: int, config: LMConfig) -> CausalLM:
     return CausalLM(config)
 
 
+def _transfer_set(method: str, teacher: CausalLM, splits: TextSplits, size: int, length: int, seed: int):
+    """The transfer set of one of :data:`TRANSFER_METHODS`, and its targets (``"hard"`` or ``"soft"``)."""
+    if method == TRANSFER_METHODS[0]:
+        return real_text_transfer_set(splits.train, size, length, seed=seed), "hard"
+    if method == TRANSFER_METHODS[1]:
+        return real_text_transfer_set(splits.train, size, length, seed=seed, teacher=teacher), "soft"
+    return generated_transfer_set(teacher, splits.train, size, length, seed=seed), "hard"
+
+
 def compare_transfer_sets(teacher: CausalLM, splits: TextSplits, seeds=range(5), steps: int = 150,
                           batch_size: int = 16, transfer_size: int = 256, length: int = 32,
                           student_config: LMConfig = STUDENT_CONFIG) -> list[Row]:
@@ -64,15 +73,9 @@ def compare_transfer_sets(teacher: CausalLM, splits: TextSplits, seeds=range(5),
     steps = check_scalar(steps, "steps", int, min_val=1)
     rows = []
     for seed in seeds:
-        transfers = {
-            TRANSFER_METHODS[0]: (real_text_transfer_set(splits.train, transfer_size, length, seed=seed), "hard"),
-            TRANSFER_METHODS[1]: (real_text_transfer_set(splits.train, transfer_size, length, seed=seed,
-                                                         teacher=teacher), "soft"),
-            TRANSFER_METHODS[2]: (generated_transfer_set(teacher, splits.train, transfer_size, length,
-                                                         seed=seed), "hard"),
-        }
-        for method, (transfer, targets) in transfers.items():
-            started = time.perf_counter()
+        for method in TRANSFER_METHODS:
+            started = time.perf_counter()  # building the set is part of the cost: generating text is not free
+            transfer, targets = _transfer_set(method, teacher, splits, transfer_size, length, seed)
             student = _student(seed, student_config)
             train_on_transfer_set(student, transfer, targets, steps=steps, batch_size=batch_size, seed=seed)
             scores = evaluate_language_model(student, splits.validation, teacher=teacher)
