@@ -29,6 +29,7 @@ __all__ = [
     "plot_history",
     "plot_forward_reverse_fits",
     "plot_temperature_view",
+    "plot_seed_comparison",
     "kl_label",
     "figure_png",
     "FIT_FIGSIZE",
@@ -353,4 +354,26 @@ def plot_temperature_view(
     ax_curve.set_title(f"KL = {kl:.4f}, KD loss = {kd_loss:.4f} nats")
     ax_curve.legend(fontsize="small", loc="upper left")
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
+    return fig
+
+
+def plot_seed_comparison(rows: Sequence, scores: Sequence[str], title: str) -> Figure:
+    """One panel per score: each method's mean ± sd over seeds (a large marker with an error bar) and every
+    seed (small dots beside it). ``rows`` are :class:`kdcourse.lm.experiments.Row`-like objects with
+    ``method``, ``seed`` and ``scores``."""
+    methods = list(dict.fromkeys(row.method for row in rows))
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.6), squeeze=False)
+    for ax, score in zip(axes[0], scores):
+        for index, method in enumerate(methods):
+            values = np.array([row.scores[score] for row in rows if row.method == method])
+            sd = values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.errorbar(index, values.mean(), yerr=sd, fmt="o", markersize=8, capsize=6, color=f"C{index}")
+            ax.plot(np.full(len(values), index + 0.15), values, ".", color=f"C{index}", alpha=0.6)
+        ax.set_xticks(range(len(methods)), [m.split(" (")[0] for m in methods], rotation=15, ha="right")
+        ax.set_xlim(-0.5, len(methods) - 0.5)
+        ax.set_xlabel("method")
+        ax.set_ylabel(score)
+        ax.set_title(f"{score} (mean ± sd, dots: seeds)")
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig

@@ -161,3 +161,18 @@ def test_plot_temperature_view_is_labelled_and_draws_the_numbers_it_is_given():
     np.testing.assert_array_equal(curve.lines[1].get_ydata(), np.full(5, 0.4))
     assert curve.get_title() == "KL = 0.1000, KD loss = 0.4000 nats"
     assert png_size(plots.figure_png(fig)) == tuple(int(round(v * fig.dpi)) for v in plots.TEMPERATURE_FIGSIZE)
+
+
+def test_plot_seed_comparison_draws_each_methods_mean_and_seeds():
+    from kdcourse.lm.experiments import Row
+    from kdcourse.plots import plot_seed_comparison
+
+    rows = [Row(method, seed, {"KL": base + seed, "other": -base}) for method, base in (("a (x)", 1.0), ("b", 3.0))
+            for seed in range(3)]
+    fig = plot_seed_comparison(rows, ["KL", "other"], "title")
+    left = fig.axes[0]
+    means = sorted(float(line.get_ydata()[0]) for line in left.lines if line.get_marker() == "o")
+    assert means == [2.0, 4.0]  # 1 + mean(0, 1, 2) and 3 + 1
+    assert [t.get_text() for t in left.get_xticklabels()] == ["a", "b"]
+    assert left.get_ylabel() == "KL" and fig.get_suptitle() == "title"
+    assert len(fig.axes) == 2
