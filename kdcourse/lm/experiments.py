@@ -16,7 +16,7 @@ import torch
 
 from kdcourse._validation import check_scalar
 from kdcourse.lm.model import STUDENT_CONFIG, CausalLM, LMConfig
-from kdcourse.lm.text import TextSplits, random_windows
+from kdcourse.lm.text import CharTokenizer, TextSplits, random_windows
 from kdcourse.lm.training import (
     distill_on_policy,
     evaluate_language_model,
@@ -39,16 +39,19 @@ DIRECTION_METHODS = ("forward KL, real text", "reverse KL, on-policy")
 
 @dataclass(frozen=True)
 class Row:
-    """One student: the method, the seed and what was measured (a dict of named numbers)."""
+    """One student: the method, the seed, what was measured (named numbers) and, where it wrote text, one
+    of its samples."""
 
     method: str
     seed: int
     scores: dict[str, float]
+    example: str = ""
 
 
-def _student(seed: int, config: LMConfig) -> CausalLM:
+def _student(seed: int, config: LMConfig, teacher: CausalLM) -> CausalLM:
+    """A fresh student, initialised from ``seed``, on the teacher's device."""
     torch.manual_seed(seed)
-    return CausalLM(config)
+    return CausalLM(config).to(next(teacher.parameters()).device)
 
 
 def _transfer_set(method: str, teacher: CausalLM, splits: TextSplits, size: int, length: int, seed: int):
@@ -76,7 +79,7 @@ def compare_transfer_sets(teacher: CausalLM, splits: TextSplits, seeds=range(5),
         for method in TRANSFER_METHODS:
             started = time.perf_counter()  # building the set is part of the cost: generating text is not free
             transfer, targets = _transfer_set(method, teacher, splits, transfer_size, length, seed)
-            student = _student(seed, student_config)
+            student = _student(seed, student_config, teacher)
             train_on_transfer_set(student, transfer, targets, steps=steps, batch_size=batch_size, seed=seed)
             scores = evaluate_language_model(student, splits.validation, teacher=teacher)
             rows.append(Row(method, seed, {"KL(p_t‖p_s)": scores.kl_to_teacher,
@@ -110,7 +113,7 @@ def compare_directions(teacher: CausalLM, splits: TextSplits, seeds=range(5), st
         prompts = random_windows(splits.test, samples, prompt_tokens - 1, torch.Generator().manual_seed(seed))
         for method in DIRECTION_METHODS:
             started = time.perf_counter()
-            student = _student(seed, student_config)
+            student = _student(seed, student_config, teacher)
             if method == DIRECTION_METHODS[0]:
                 transfer = real_text_transfer_set(splits.train, 256, length, seed=seed, teacher=teacher)
                 train_on_transfer_set(student, transfer, "soft", steps=steps, batch_size=batch_size, seed=seed)
@@ -119,12 +122,13 @@ def compare_directions(teacher: CausalLM, splits: TextSplits, seeds=range(5), st
                                   length=length, prompt_tokens=prompt_tokens, direction="reverse", seed=seed)
             text = generate(student, prompts, length + 1 - prompt_tokens, generator=torch.Generator().manual_seed(seed))
             stats = sample_statistics(student, text, n=3, skip=prompt_tokens - 1)
+            example = CharTokenizer().decode(text[0].cpu())
             rows.append(Row(method, seed, {
                 "student entropy": stats["entropy_per_token"],
                 "distinct-3": stats["distinct_3"],
                 "teacher log p": _teacher_log_likelihood(teacher, text, prompt_tokens - 1),
                 "KL(p_t‖p_s)": evaluate_language_model(student, splits.validation, teacher=teacher).kl_to_teacher,
-                "seconds": time.perf_counter() - started}))
+                "seconds": time.perf_counter() - started}, example))
     return rows
 
 
