@@ -126,8 +126,9 @@ def run_cli(course: Course, assignment: str, students: list[str]) -> float:
 
 def run_baseline(checkout: Path, root: Path, assignment: str, n: int) -> float:
     env = dict(os.environ, PYTHONPATH=str(checkout), KDCOURSE_PROGRESS="0")
+    # run from the other checkout: `python -c` puts the working folder first on sys.path
     result = subprocess.run([sys.executable, "-c", BASELINE, str(checkout), str(root), assignment, str(n)],
-                            env=env, capture_output=True, text=True, timeout=3600)
+                            env=env, capture_output=True, text=True, timeout=3600, cwd=checkout)
     if result.returncode != 0:
         raise RuntimeError(f"the baseline checkout {checkout} failed to grade:\n{result.stderr[-3000:]}")
     return float(result.stdout.strip().splitlines()[-1])
