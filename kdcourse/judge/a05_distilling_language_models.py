@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .a02_distillation_loss import compare, tensor_result
-from .items import Answer, Call, Context, Item, Results
+from .items import Answer, Context, Item, Results
 from .matching import close, expected_clause, fmt
 from .static import forbid_delegation
 from .values import as_array, choice_item
