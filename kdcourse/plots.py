@@ -30,6 +30,7 @@ __all__ = [
     "plot_forward_reverse_fits",
     "plot_temperature_view",
     "plot_seed_comparison",
+    "plot_per_example_kl",
     "kl_label",
     "figure_png",
     "FIT_FIGSIZE",
@@ -374,6 +375,27 @@ def plot_seed_comparison(rows: Sequence, scores: Sequence[str], title: str) -> F
         ax.set_xlabel("method")
         ax.set_ylabel(score)
         ax.set_title(f"{score} (mean ± sd, dots: seeds)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_example_kl(values_by_name: Mapping[str, np.ndarray], quantile: float = 0.99,
+                        title: str = "Per-example KL(p_t‖p_s) on the test split") -> Figure:
+    """One panel per model: a histogram of its per-example KL(p_t‖p_s) (nats, log-scaled counts), with the
+    mean and the ``quantile`` marked, so a tail the mean hides is seen."""
+    fig, axes = plt.subplots(1, len(values_by_name), figsize=(4.2 * len(values_by_name), 3.4), squeeze=False)
+    for ax, (name, values) in zip(axes[0], values_by_name.items()):
+        values = np.asarray(values, dtype=np.float64)
+        ax.hist(values, bins=40, color="tab:blue", alpha=0.7)
+        ax.set_yscale("log")
+        mean, tail = values.mean(), np.quantile(values, quantile)
+        ax.axvline(mean, color="black", linestyle="-", label=f"mean {mean:.2f}")
+        ax.axvline(tail, color="tab:red", linestyle="--", label=f"{quantile:.0%} quantile {tail:.2f}")
+        ax.set_xlabel("KL(p_t‖p_s) of one example [nats]")
+        ax.set_ylabel("examples")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

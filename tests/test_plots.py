@@ -176,3 +176,14 @@ def test_plot_seed_comparison_draws_each_methods_mean_and_seeds():
     assert [t.get_text() for t in left.get_xticklabels()] == ["a", "b"]
     assert left.get_ylabel() == "KL" and fig.get_suptitle() == "title"
     assert len(fig.axes) == 2
+
+
+def test_plot_per_example_kl_marks_the_mean_and_the_tail():
+    from kdcourse.plots import plot_per_example_kl
+
+    values = np.concatenate([np.full(99, 0.1), [10.0]])
+    fig = plot_per_example_kl({"student": values}, quantile=0.99)
+    (ax,) = fig.axes
+    positions = sorted(float(line.get_xdata()[0]) for line in ax.lines)
+    assert positions == pytest.approx([0.199, np.quantile(values, 0.99)])
+    assert "KL(p_t‖p_s)" in ax.get_xlabel() and ax.get_yscale() == "log"
