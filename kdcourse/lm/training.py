@@ -139,9 +139,27 @@ def generated_transfer_set(model: CausalLM, ids: torch.Tensor, size: int, length
     return TransferSet(tokens, mask, log_probs, temperature, tokens_generated=size * (length + 1 - prompt_tokens))
 
 
-def _optimiser(model: CausalLM, steps: int, learning_rate: float):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+class _Optimisation:
+    """AdamW with a cosine decay over ``steps``, and the history of the run: one :meth:`step` per batch."""
+
+    def __init__(self, model: CausalLM, steps: int, learning_rate: float) -> None:
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, steps)
+        self.history = History()
+
+    def step(self, loss: torch.Tensor, tokens_trained: int) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        self.history.losses.append(float(loss.detach()))
+        self.history.tokens_trained += tokens_trained
+
+
+def _run_settings(steps, seed) -> tuple[int, torch.Generator]:
+    """``steps`` checked, and a generator seeded with ``seed``."""
+    steps = check_scalar(steps, "steps", int, min_val=1)
+    return steps, torch.Generator().manual_seed(check_scalar(seed, "seed", int, min_val=0))
 
 
 def _hard_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -168,12 +186,10 @@ def train_on_transfer_set(student: CausalLM, transfer: TransferSet, targets: str
     if targets == "hard" and direction != "forward":
         raise ValueError("targets='hard' is cross-entropy on sampled tokens, the hard-label limit of the forward "
                          "KL; the reverse KL or the JSD needs soft targets or distill_on_policy")
-    steps = check_scalar(steps, "steps", int, min_val=1)
+    steps, generator = _run_settings(steps, seed)
     batch_size = check_scalar(batch_size, "batch_size", int, min_val=1)
-    generator = torch.Generator().manual_seed(check_scalar(seed, "seed", int, min_val=0))
     device = _device_of(student)
-    optimizer, schedule = _optimiser(student, steps, learning_rate)
-    history = History()
+    run = _Optimisation(student, steps, learning_rate)
     student.train()
     for _ in range(steps):
         rows = torch.randint(0, len(transfer), (batch_size,), generator=generator)
@@ -186,14 +202,9 @@ def train_on_transfer_set(student: CausalLM, transfer: TransferSet, targets: str
             teacher_logits = transfer.teacher_log_probs[rows].to(device) * transfer.temperature
             loss = token_distillation_loss(logits, teacher_logits, mask, temperature=transfer.temperature,
                                            direction=direction, beta=beta, check_finite=False)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.losses.append(float(loss.detach()))
-        history.tokens_trained += int(mask.sum())
+        run.step(loss, int(mask.sum()))
     student.eval()
-    return history
+    return run.history
 
 
 def distill_on_policy(student: CausalLM, teacher: CausalLM, ids: torch.Tensor, steps: int = 200,
@@ -204,12 +215,10 @@ def distill_on_policy(student: CausalLM, teacher: CausalLM, ids: torch.Tensor, s
     to match the teacher's distributions along *its own* text with :func:`kdcourse.token_distillation_loss`
     (default the reverse KL, :math:`\mathrm{KL}(p_s\|p_t)`, which is an expectation under the student)."""
     check_choice(direction, TOKEN_DIRECTIONS, "direction")
-    steps = check_scalar(steps, "steps", int, min_val=1)
-    generator = torch.Generator().manual_seed(check_scalar(seed, "seed", int, min_val=0))
+    steps, generator = _run_settings(steps, seed)
     device = _device_of(student)
     teacher.eval()
-    optimizer, schedule = _optimiser(student, steps, learning_rate)
-    history = History()
+    run = _Optimisation(student, steps, learning_rate)
     for _ in range(steps):
         prompts = random_windows(ids, batch_size, prompt_tokens - 1, generator)
         tokens = generate(student, prompts, length + 1 - prompt_tokens, sampling_temperature, generator)
@@ -221,38 +230,26 @@ def distill_on_policy(student: CausalLM, teacher: CausalLM, ids: torch.Tensor, s
             teacher_logits = teacher(tokens[:, :-1])
         loss = token_distillation_loss(logits, teacher_logits, mask, temperature=temperature, direction=direction,
                                        beta=beta, check_finite=False)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.losses.append(float(loss.detach()))
-        history.tokens_trained += int(mask.sum())
-        history.tokens_generated += batch_size * (length + 1 - prompt_tokens)
+        run.step(loss, int(mask.sum()))
+        run.history.tokens_generated += batch_size * (length + 1 - prompt_tokens)
     student.eval()
-    return history
+    return run.history
 
 
 def train_language_model(model: CausalLM, ids: torch.Tensor, steps: int = 500, batch_size: int = 32,
                          learning_rate: float = 3e-3, seed: int = 0) -> History:
     r"""Next-token training on fresh random windows of real text:
     minimise :math:`-\frac{1}{BL}\sum_{b,i} \log p_\theta(x_{b,i+1} \mid x_{b,\le i})` (AdamW, cosine decay)."""
-    steps = check_scalar(steps, "steps", int, min_val=1)
-    generator = torch.Generator().manual_seed(check_scalar(seed, "seed", int, min_val=0))
+    steps, generator = _run_settings(steps, seed)
     device = _device_of(model)
-    optimizer, schedule = _optimiser(model, steps, learning_rate)
-    history = History()
+    run = _Optimisation(model, steps, learning_rate)
     model.train()
     for _ in range(steps):
         windows = random_windows(ids, batch_size, model.config.context, generator).to(device)
         loss = _hard_loss(model(windows[:, :-1]), windows[:, 1:], torch.ones_like(windows[:, 1:]))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        history.losses.append(float(loss.detach()))
-        history.tokens_trained += windows[:, 1:].numel()
+        run.step(loss, windows[:, 1:].numel())
     model.eval()
-    return history
+    return run.history
 
 
 @torch.no_grad()
