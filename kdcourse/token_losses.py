@@ -382,7 +382,7 @@ def fused_linear_distillation_loss(
     Returns
     -------
     torch.Tensor
-        A scalar, in nats.
+        The token-mean loss (a scalar, nats), whose backward pass scales the stored gradients.
 
     Raises
     ------
