@@ -1401,6 +1401,10 @@ def test_a_double_forked_daemon_dies_with_the_kernel(sandboxed):
             cell = await execute(km, kc, DAEMON_CELL.replace("TOKEN", token))
             assert cell.stdout.strip() == "started", cell
             running = _processes_with(["sleep", token])
+            deadline = time.monotonic() + 10  # under load the grandchild may exec `sleep` after "started"
+            while not running and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                running = _processes_with(["sleep", token])
             assert len(running) == 1  # visible from the host while the kernel runs
         return running[0]
 
