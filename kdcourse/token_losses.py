@@ -56,6 +56,23 @@ TOKEN_DIRECTIONS = ("forward", "reverse", "jsd")
 TOKEN_REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
 
 
+def _effective_direction(direction: str, beta: float) -> str:
+    """``direction``, with ``"jsd"`` at ``beta`` 0 or 1 read as the forward or the reverse KL (TRL's convention)."""
+    check_choice(direction, TOKEN_DIRECTIONS, "direction")
+    if direction == "jsd" and beta in (0.0, 1.0):
+        return "forward" if beta == 0.0 else "reverse"
+    return direction
+
+
+def _log_mixture(log_p_student: torch.Tensor, log_p_teacher: torch.Tensor, beta: float) -> torch.Tensor:
+    r""":math:`\log m = \log(\beta p_t + (1-\beta) p_s)`, as a log-sum-exp (finite where both are tiny)."""
+    import math
+
+    import torch
+
+    return torch.logaddexp(log_p_teacher + math.log(beta), log_p_student + math.log1p(-beta))
+
+
 def per_token_divergence(
     log_p_student: torch.Tensor, log_p_teacher: torch.Tensor, direction: str = "forward", beta: float = 0.5
 ) -> torch.Tensor:
@@ -82,16 +99,12 @@ def per_token_divergence(
     torch.Tensor
         Shape ``(...)``, in nats.
     """
-    import math
 
-    import torch
 
-    check_choice(direction, TOKEN_DIRECTIONS, "direction")
-    if direction == "jsd" and beta in (0.0, 1.0):
-        direction = "forward" if beta == 0.0 else "reverse"
+    direction = _effective_direction(direction, beta)
     if direction != "jsd":
         return kl_from_log_probs(log_p_student, log_p_teacher, direction)
-    log_m = torch.logaddexp(log_p_teacher + math.log(beta), log_p_student + math.log1p(-beta))
+    log_m = _log_mixture(log_p_student, log_p_teacher, beta)
     teacher_to_mixture = kl_from_log_probs(log_m, log_p_teacher, "forward")  # KL(p_t ‖ m)
     student_to_mixture = kl_from_log_probs(log_m, log_p_student, "forward")  # KL(p_s ‖ m)
     return beta * teacher_to_mixture + (1.0 - beta) * student_to_mixture
@@ -111,20 +124,16 @@ def _divergence_gradient(
 
     (:math:`g` is :math:`\partial D / \partial p_s` up to a constant, which the softmax's Jacobian removes.)
     """
-    import math
 
-    import torch
 
-    if direction == "jsd" and beta in (0.0, 1.0):
-        direction = "forward" if beta == 0.0 else "reverse"
+    direction = _effective_direction(direction, beta)
     p_student = log_p_student.exp()
     if direction == "forward":
         return p_student - log_p_teacher.exp()
     if direction == "reverse":
         g = log_p_student - log_p_teacher
     else:
-        log_m = torch.logaddexp(log_p_teacher + math.log(beta), log_p_student + math.log1p(-beta))
-        g = (1.0 - beta) * (log_p_student - log_m)
+        g = (1.0 - beta) * (log_p_student - _log_mixture(log_p_student, log_p_teacher, beta))
     return p_student * (g - (p_student * g).sum(dim=-1, keepdim=True))
 
 
