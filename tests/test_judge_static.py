@@ -240,6 +240,18 @@ def test_a_rebound_function_handed_to_the_test_cells_check_is_not_delegation(mon
     assert "check = Checker" in _check(cells, "entropy")
 
 
+@pytest.mark.parametrize("alias", [
+    "from kdcourse.divergences import entropy as Checker\n",
+    "import kdcourse.divergences as _d\nChecker = _d.entropy\n",
+    "from kdcourse.answers import checker as _c\nChecker = _c.judge_record\n",
+])
+def test_only_the_collector_itself_is_trusted_not_its_name(alias):
+    """A student who names a reference implementation ``Checker`` gains nothing: trust goes to the origin."""
+    cells = [SETUP.replace("from kdcourse.answers import Checker\n", alias),
+             "def entropy(p):\n    return Checker(p)\n"]
+    assert "Checker" in _check(cells, "entropy")
+
+
 def test_an_attribute_of_the_collector_is_still_judged():
     cells = [SETUP, "def entropy(p):\n    return Checker.reference_entropy(p)\n"]
     assert "kdcourse.answers.Checker.reference_entropy" in _check(cells, "entropy")
