@@ -351,3 +351,20 @@ def test_collect_refuses_a_source_that_overlaps_submitted(tmp_path):
     with pytest.raises(CourseError, match="neither a folder nor a zip"):
         (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
         collect(course, tmp_path / "notes.txt", log=quiet)
+
+
+def test_a_carried_forward_function_is_taken_from_the_notebook_namespace(monkeypatch):
+    # The a01 replica test names only the numbers; the checker finds the student's kl_divergence itself.
+    from kdcourse.answers import checker as checker_module
+
+    def kl_divergence(p, q):
+        return 0.5
+
+    monkeypatch.setattr(checker_module, "_notebook_namespace", lambda: {"kl_divergence": kl_divergence})
+    record = checker_module.Checker("a01_kl_divergence").collect(
+        "test_replica", {"kl_A": 0.1, "kl_B": 0.2, "kl_C": 0.3, "best_replica": "A"})
+    calls = record["answers"]["kl_divergence"]["results"]
+    assert len(calls) == 3 and all(call["returned"]["v"] == 0.5 for call in calls), calls
+    monkeypatch.setattr(checker_module, "_notebook_namespace", lambda: {})
+    record = checker_module.Checker("a01_kl_divergence").collect("test_replica", {})
+    assert record["answers"]["kl_divergence"]["probe"] == "missing"

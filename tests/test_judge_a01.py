@@ -133,3 +133,61 @@ def test_swapped_asymmetry_numbers_are_named():
 def test_a_function_that_raises_is_named():
     verdict = judge_answers(AID, "test_entropy", entropy=lambda p: 1 / 0)
     assert not verdict.passed and "entropy raised ZeroDivisionError" in verdict.message
+
+
+# --- errors carried forward --------------------------------------------------------------------------
+
+SWAPPED = SOLUTION + '''
+def kl_divergence(p, q):
+    p = np.asarray(p, dtype=float)
+    q = np.asarray(q, dtype=float)
+    return cross_entropy(q, p) - entropy(q)
+'''
+
+
+def _numbers_with(kl, pairs):
+    return {name: float(kl(np.array(p), np.array(q))) for name, (p, q) in pairs.items()}
+
+
+REPLICA_PAIRS = {"kl_A": ([0.70, 0.20, 0.10], [0.65, 0.22, 0.13]), "kl_B": ([0.70, 0.20, 0.10], [0.70, 0.10, 0.20]),
+                 "kl_C": ([0.70, 0.20, 0.10], [0.50, 0.30, 0.20])}
+ASYMMETRY_PAIRS = {"kl_pq": ([0.85, 0.10, 0.05], [0.40, 0.30, 0.30]), "kl_qp": ([0.40, 0.30, 0.30], [0.85, 0.10, 0.05])}
+
+
+def test_numbers_computed_with_a_wrong_kl_divergence_are_carried_forward():
+    swapped = _functions(SWAPPED)["kl_divergence"]
+    assert not judge_answers(AID, "test_kl_divergence", code=SWAPPED, kl_divergence=swapped).passed
+    replica = judge_answers(AID, "test_replica", code=SWAPPED, best_replica="A", kl_divergence=swapped,
+                            **_numbers_with(swapped, REPLICA_PAIRS))
+    asymmetry = judge_answers(AID, "test_asymmetry", code=SWAPPED, kl_divergence=swapped,
+                              **_numbers_with(swapped, ASYMMETRY_PAIRS))
+    for verdict in (replica, asymmetry):
+        assert verdict.passed, verdict.message
+        assert "errors carried forward" in verdict.message
+
+
+def test_without_the_function_the_same_wrong_numbers_fail():
+    # The defence's counterpart: the numbers are wrong, and only the student's own function excuses them.
+    swapped = _functions(SWAPPED)["kl_divergence"]
+    right = _functions(SOLUTION)["kl_divergence"]
+    verdict = judge_answers(AID, "test_asymmetry", code=SOLUTION, kl_divergence=right,
+                            **_numbers_with(swapped, ASYMMETRY_PAIRS))
+    assert not verdict.passed and "you computed KL(q‖p)" in verdict.message
+
+
+def test_a_number_that_matches_neither_the_truth_nor_the_function_fails():
+    swapped = _functions(SWAPPED)["kl_divergence"]
+    numbers = _numbers_with(swapped, ASYMMETRY_PAIRS)
+    numbers["kl_pq"] += 0.05
+    verdict = judge_answers(AID, "test_asymmetry", code=SWAPPED, kl_divergence=swapped, **numbers)
+    assert not verdict.passed and "kl_pq" in verdict.message
+
+
+def test_right_numbers_pass_while_kl_divergence_is_still_blank():
+    def blank(p, q):
+        raise NotImplementedError
+
+    right = _functions(SOLUTION)["kl_divergence"]
+    verdict = judge_answers(AID, "test_asymmetry", code=SOLUTION, kl_divergence=blank,
+                            **_numbers_with(right, ASYMMETRY_PAIRS))
+    assert verdict.passed and "carried" not in verdict.message

@@ -1,7 +1,9 @@
 """The test cells' one call: ``check("test_entropy", entropy=entropy)``.
 
 A test cell never decides anything. It collects the answers it names (:mod:`kdcourse.answers.probes`)
-as plain data (:mod:`kdcourse.answers.plain`).
+as plain data (:mod:`kdcourse.answers.plain`), and the functions the plan marks ``from_namespace``
+(an earlier answer, called on this test's inputs so that its mistakes are carried forward) from the
+notebook's variables.
 
 * **When graded** (``KDCOURSE_GRADING=1``, set by the grader in its sandbox) it publishes them as one
   display output of type :data:`ANSWERS_MIME`, and that is all: the test inputs come from
@@ -58,6 +60,16 @@ def _executed_code() -> list[str]:
     return [source for source in history if isinstance(source, str) and source.strip()]
 
 
+def _notebook_namespace() -> dict:
+    """The notebook's variables, for answers a test collects without the cell naming them."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return {}
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else {}
+
+
 class Checker:
     """The ``check`` function of one assignment's test cells.
 
@@ -93,7 +105,10 @@ class Checker:
         if probes is None:
             return {"format": RECORD_FORMAT, "assignment": self.assignment, "item": grade_id,
                     "error": f"this assignment has no test {grade_id!r}"}
-        collected = {name: run_probe(probe, answers.get(name, MISSING)) for name, probe in probes.items()}
+        namespace = _notebook_namespace()
+        collected = {name: run_probe(probe, answers.get(name, namespace.get(name, MISSING) if probe.get("from_namespace")
+                                                         else MISSING))
+                     for name, probe in probes.items()}
         return {"format": RECORD_FORMAT, "assignment": self.assignment, "item": grade_id, "answers": collected}
 
     def __call__(self, grade_id: str, **answers: Any) -> None:

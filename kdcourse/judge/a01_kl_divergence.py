@@ -5,6 +5,10 @@ Every function answer is called on the visible inputs below and, when graded, on
 A wrong answer's message names the misconception it matches: swapped arguments, log base 2, per-class
 terms, mean over classes, NaN from :math:`0 \log 0`, a flipped sign, the cross-entropy for the KL, a
 batch summed or averaged away, a library call doing the exercise.
+
+The numeric questions also collect the student's ``kl_divergence`` on their own pairs: a number that is
+wrong only because that function is wrong, and equals what it returns, is accepted (errors are
+carried forward), so one mistake costs the points of ``test_kl_divergence`` once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import numpy as np
 
 from .items import Answer, Call, Context, Item, Results
-from .matching import diagnose, expect_close, expected_clause, fmt
+from .matching import close, diagnose, expect_close, expected_clause, fmt
 from .static import forbid_delegation
 from .values import as_array, as_number, check_choice_format, choice_item, judge_choice
 from .verdict import Wrong
@@ -190,14 +194,50 @@ def _kl_number(results: Results, name: str, hint: str = "compute it with your kl
     return value
 
 
-def _judge_kl_number(value: float, name: str, p: list, q: list) -> None:
+def own_kl_values(results: Results) -> dict[tuple, float]:
+    """What the student's own ``kl_divergence`` returned on the pairs of a numeric question.
+
+    ``(p, q) as tuples -> value``; calls that raised or returned something other than one finite
+    number are left out.
+    """
+    values = {}
+    for call in results.calls.get("kl_divergence", []):
+        if call.raised or call.returned is None or call.returned.kind not in ("float", "int", "ndarray"):
+            continue
+        number = np.asarray(call.returned.data, dtype=np.float64)
+        if number.size == 1 and np.isfinite(number).all():
+            values[tuple(map(tuple, call.args))] = float(number.reshape(()))
+    return values
+
+
+def _carried_forward(value: float, expected: float, own: float | None) -> bool:
+    """``value`` is what the student's own, wrong ``kl_divergence`` gives for this pair.
+
+    The mistake is then the function's, and costs the points of ``test_kl_divergence`` only: a number
+    computed faithfully with it is not marked wrong a second time (errors carried forward).
+    """
+    if own is None or close(own, expected, rtol=NUMBER_RTOL, atol=NUMBER_ATOL):
+        return False
+    return close(value, own, rtol=NUMBER_RTOL, atol=NUMBER_ATOL)
+
+
+def _judge_kl_number(value: float, name: str, p: list, q: list, own: dict | None = None) -> bool:
+    """Judge a KL number; ``True`` when it is accepted as carried forward from the student's function."""
+    key = (tuple(p), tuple(q))
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     expected = float(kl_terms(p, q).sum())
+    if _carried_forward(value, expected, (own or {}).get(key)):
+        return True
     pair = f"KL(p‖q) with p = {fmt(p)}, q = {fmt(q)}"
     expect_close(f"{name} = {value:.6f} should be {pair}", value, expected, kl_variants(p, q),
                  rtol=NUMBER_RTOL, atol=NUMBER_ATOL,
                  mismatch=f"{name} = {value:.6f}, but it should hold {pair}, which is {expected:.6f} nats: assign "
                           "the result of your kl_divergence(p, q) (a float; the 6 printed decimals are enough).")
+    return False
+
+
+CARRIED = (" — {names} differ from the true KL but are what your kl_divergence gives, so only "
+           "test_kl_divergence counts that mistake (errors carried forward)")
 
 
 
@@ -205,19 +245,30 @@ def _judge_kl_number(value: float, name: str, p: list, q: list) -> None:
 def _judge_replica(results: Results, context: Context) -> str:
     numbers = {name: _kl_number(results, name) for name in REPLICAS}
     choice = check_choice_format(results.value("best_replica"), ["A", "B", "C"], "best_replica")
+    carried = []
     if context.full:
-        for name, output in REPLICAS.items():
-            _judge_kl_number(numbers[name], name, REFERENCE, output)
+        own = own_kl_values(results)
+        carried = [name for name, output in REPLICAS.items()
+                   if _judge_kl_number(numbers[name], name, REFERENCE, output, own)]
         judge_choice(choice, context.key("best_replica"), "best_replica")
-    return "replica question: checks passed"
+    return "replica question: checks passed" + (CARRIED.format(names=", ".join(carried)) if carried else "")
 
 
 def _judge_asymmetry(results: Results, context: Context) -> str:
     kl_pq, kl_qp = _kl_number(results, "kl_pq"), _kl_number(results, "kl_qp")
+    carried = []
     if context.full:
-        _judge_kl_number(kl_pq, "kl_pq", ASYMMETRY_P, ASYMMETRY_Q)
-        _judge_kl_number(kl_qp, "kl_qp", ASYMMETRY_Q, ASYMMETRY_P)
-    return "asymmetry question: checks passed"
+        own = own_kl_values(results)
+        carried = [name for name, value, p, q in (("kl_pq", kl_pq, ASYMMETRY_P, ASYMMETRY_Q),
+                                                  ("kl_qp", kl_qp, ASYMMETRY_Q, ASYMMETRY_P))
+                   if _judge_kl_number(value, name, p, q, own)]
+    return "asymmetry question: checks passed" + (CARRIED.format(names=", ".join(carried)) if carried else "")
+
+
+def _own_kl(*pairs: tuple[list, list]) -> Answer:
+    """The student's kl_divergence on a question's pairs, collected so that its mistakes are carried forward."""
+    return Answer("kl_divergence", "call", ("array", "array"), cases=tuple([p, q] for p, q in pairs),
+                  required=False)
 
 
 ITEMS = (
@@ -227,8 +278,10 @@ ITEMS = (
                    [[P, Q], [Q, P], [BATCH_P, BATCH_Q], [ZERO_P, ZERO_P]]),
     _function_item("test_kl_divergence", "kl_divergence", ("array", "array"),
                    [[P, Q], [Q, P], [BATCH_P, BATCH_Q], [BATCH_P, BATCH_P], [ZERO_P, ZERO_Q]]),
-    Item("test_replica", tuple(Answer(n) for n in (*REPLICAS, "best_replica")), _judge_replica),
+    Item("test_replica", (*(Answer(n) for n in (*REPLICAS, "best_replica")),
+                          _own_kl(*((REFERENCE, output) for output in REPLICAS.values()))), _judge_replica),
     choice_item("test_guided", "best_guided", ["S1", "S2", "S3", "S4", "S5"]),
     choice_item("test_scenario", "highest_dissimilarity", ["a", "b", "c", "d"]),
-    Item("test_asymmetry", (Answer("kl_pq"), Answer("kl_qp")), _judge_asymmetry),
+    Item("test_asymmetry", (Answer("kl_pq"), Answer("kl_qp"),
+                            _own_kl((ASYMMETRY_P, ASYMMETRY_Q), (ASYMMETRY_Q, ASYMMETRY_P))), _judge_asymmetry),
 )

@@ -192,9 +192,19 @@ def _first_loss(step: Step) -> float:
     return loss_value(step.returned[0])
 
 
-def _require_untouched_teacher(step: Step) -> None:
+def _require_teacher_unchanged(step: Step) -> None:
     if step.teacher_changed:
         raise Wrong("the teacher's parameters changed: only the student may be updated (the teacher is frozen)")
+
+
+def _require_untouched_teacher(step: Step) -> None:
+    """The teacher neither changed nor received a gradient.
+
+    A gradient that reaches the teacher leaves the student's update unchanged (the optimizer only holds
+    the student), so it costs only the reference item, as much as a wrong loss does, and not the
+    behaviour item as well.
+    """
+    _require_teacher_unchanged(step)
     if step.teacher_grad:
         raise Wrong("gradient reached the teacher: its parameters have a non-zero .grad. Compute the teacher's logits "
                     "under torch.no_grad() (or .detach() them): the teacher is a fixed reference, not trained")
@@ -216,7 +226,7 @@ def _matches(update: np.ndarray, candidate: np.ndarray) -> bool:
 def _judge_behaviour(results: Results, context: Context) -> str:
     for step in results.calls["distill_step"]:
         value = _first_loss(step)
-        _require_untouched_teacher(step)
+        _require_teacher_unchanged(step)
         if not _update(step).any():
             raise Wrong("the student's parameters did not change: call loss.backward() and optimizer.step() "
                         "(and keep the student's logits in the graph)")

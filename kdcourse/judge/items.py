@@ -39,6 +39,11 @@ class Answer:
         The visible test inputs: one argument list per case (``step``: one dict per case).
     grads : tuple of int
         For ``loss``: the arguments whose gradients are collected.
+    required : bool
+        ``False`` for a function collected only so that an earlier mistake is carried forward. The test cell does
+        not pass it: the kernel's checker takes it from the notebook's namespace. When it is missing, not
+        a function or raises ``NotImplementedError``, the test is not unanswered because of it; its calls
+        are simply empty.
     """
 
     name: str
@@ -46,6 +51,7 @@ class Answer:
     args: tuple[str, ...] = ()
     cases: tuple = ()
     grads: tuple[int, ...] = ()
+    required: bool = True
 
     def __post_init__(self):
         if self.probe not in PROBE_KINDS:
@@ -59,6 +65,8 @@ class Answer:
             probe["args"] = list(self.args)
         if self.grads:
             probe["grads"] = list(self.grads)
+        if not self.required:
+            probe["from_namespace"] = True
         return probe
 
 
@@ -220,6 +228,9 @@ def decode_answers(item: Item, answers: Any, plan: dict) -> Results:
     for answer in item.answers:
         collected = answers.get(answer.name)
         probe = plan[answer.name]
+        if not answer.required and isinstance(collected, dict) and collected.get("probe") == "missing":
+            calls[answer.name] = []
+            continue
         if not isinstance(collected, dict) or collected.get("probe") == "missing":
             raise MalformedAnswer(f"the test did not collect {answer.name}")
         if collected.get("probe") != answer.probe:
@@ -228,6 +239,9 @@ def decode_answers(item: Item, answers: Any, plan: dict) -> Results:
             values[answer.name] = decode(collected.get("value"), answer.name)
             continue
         if "not_callable" in collected:
+            if not answer.required:
+                calls[answer.name] = []
+                continue
             got = decode(collected["not_callable"], answer.name)
             if got.kind == "none":
                 raise Unanswered(f"{answer.name} is still None: write the function {answer.name} above")
@@ -244,6 +258,9 @@ def decode_answers(item: Item, answers: Any, plan: dict) -> Results:
             calls[answer.name] = [_call(r, _case_args(c), i >= visible, where)
                                   for i, (r, c) in enumerate(zip(results, cases))]
         if any(c.raised_type == "NotImplementedError" for c in calls[answer.name]):
+            if not answer.required:
+                calls[answer.name] = []
+                continue
             raise Unanswered(f"{answer.name} is not written yet: replace `raise NotImplementedError()` in its "
                              "cell above with your code, run that cell, then run this test again")
     return Results(values, calls)
