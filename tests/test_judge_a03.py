@@ -104,7 +104,7 @@ def test_the_reference_step_reproduces_the_recorded_loss():
 
 
 @pytest.mark.parametrize("kind, visible_passes, message", [
-    ("teacher_grad", False, "gradient reached the teacher"),
+    ("teacher_grad", True, "gradient reached the teacher"),
     ("detach", False, "no gradient reaches the student"),
     ("no_step", False, "did not change"),
     ("tensor", False, "return loss.item()"),
@@ -123,6 +123,16 @@ def test_each_mistake_is_named(kind, visible_passes, message):
     else:
         assert_wrong(behaviour(source), message)
     assert_wrong(reference(source), message)
+
+
+def test_a_gradient_into_the_teacher_costs_no_more_than_a_wrong_loss():
+    # The leak leaves the student's update unchanged (the optimizer holds only the student): it is named,
+    # on the reference item only, as a wrong loss is.
+    def failed(kind):
+        return [result.passed for result in (behaviour(step_source(kind)), reference(step_source(kind)))].count(False)
+
+    assert failed("teacher_grad") == failed("reverse") == 1
+    assert failed("detach") == 2  # a step that does not train the student fails both
 
 
 def test_the_loss_after_the_step_is_recognised():
