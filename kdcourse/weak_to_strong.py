@@ -54,6 +54,9 @@ __all__ = [
 #: Probabilities below this are raised to it before taking logs, so a tree's zero
 #: probabilities become large negative (finite) logits.
 PROBABILITY_FLOOR = 1e-8
+#: What the strong student can learn from on the transfer half: the weak teacher's probabilities, or
+#: its argmax as a one-hot (generated) label.
+PSEUDO_LABELS = ("soft", "hard")
 
 
 def _accuracy_value(value, name: str) -> float:
@@ -345,6 +348,7 @@ def measure_weak_to_strong(
     batch_size: int = 64,
     seed: int = 0,
     confidence_weight: float = 0.0,
+    pseudo_labels: str = "soft",
 ) -> WeakToStrongAccuracies:
     """The whole weak-to-strong experiment on the CPU; deterministic for a given ``seed``.
 
@@ -354,6 +358,10 @@ def measure_weak_to_strong(
     true labels (ceiling). Accuracies are on the test split. With the defaults: weak ≈ 0.68,
     ceiling ≈ 0.94, weak-to-strong ≈ 0.81.
 
+    ``pseudo_labels="hard"`` replaces the tree's probabilities by its argmax, one-hot: the student
+    then learns from labels the weak model *generated* (synthetic data) instead of from its whole
+    distribution, and the loss becomes plain cross-entropy on those labels.
+
     Parameters
     ----------
     data : DataSplits, optional
@@ -362,6 +370,9 @@ def measure_weak_to_strong(
         Depth of the weak tree, see :func:`train_weak_teacher`.
     epochs, lr, batch_size, seed, confidence_weight
         As for :func:`fit_linear_student`; ``seed`` also seeds the halving and the tree.
+    pseudo_labels : {"soft", "hard"}, default="soft"
+        What the student learns from on the transfer half: the tree's probabilities (the
+        distillation loss) or its one-hot argmax (generated hard labels).
 
     Returns
     -------
@@ -372,11 +383,13 @@ def measure_weak_to_strong(
     ------
     TypeError, ValueError
         For a bad scalar argument (``seed`` here, the others by :func:`train_weak_teacher` and
-        :func:`fit_linear_student`).
+        :func:`fit_linear_student`), or ``pseudo_labels`` other than ``"soft"`` or ``"hard"``.
     """
     from sklearn.model_selection import train_test_split
 
     seed = check_scalar(seed, "seed", int, min_val=0, max_val=MAX_SEED)
+    if pseudo_labels not in PSEUDO_LABELS:
+        raise ValueError(f"pseudo_labels must be one of {PSEUDO_LABELS} (got {pseudo_labels!r})")
     data = (data if data is not None else load_digits_splits(seed=0)).to("cpu")
     X_train = data.X_train.numpy()
     y_train = data.y_train.numpy()
@@ -389,7 +402,9 @@ def measure_weak_to_strong(
 
     X_transfer_t = torch.as_tensor(X_transfer, dtype=torch.float32)
     soft_labels = torch.as_tensor(tree.predict_proba(X_transfer), dtype=torch.float32)
-    one_hot = torch.nn.functional.one_hot(torch.as_tensor(y_transfer), num_classes).float()
+    if pseudo_labels == "hard":
+        soft_labels = F.one_hot(soft_labels.argmax(dim=1), num_classes).float()
+    one_hot = F.one_hot(torch.as_tensor(y_transfer), num_classes).float()
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     distilled = fit_linear_student(X_transfer_t, soft_labels, confidence_weight=confidence_weight, **settings)
     ceiling = fit_linear_student(X_transfer_t, one_hot, **settings)
@@ -422,7 +437,8 @@ def run_weak_to_strong(data: DataSplits | None = None, **settings: Any) -> WeakT
     data : DataSplits, optional
         As for :func:`measure_weak_to_strong`.
     **settings
-        ``max_depth``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``confidence_weight``: the keyword
+        ``max_depth``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``confidence_weight``,
+        ``pseudo_labels``: the keyword
         arguments of :func:`measure_weak_to_strong`, with its defaults.
 
     Returns

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -214,13 +215,17 @@ def test_each_misconception_gets_its_messages(misconception):
     source = IMPORTS + source
     results = [verdict(grade_id, cell, source) for grade_id in TESTS_OF[cell]]
     failed = " | ".join(r.message for r in results if not r.passed)
-    for expected in misconception.expected_messages:
+    # "errors carried forward" is the message of the later tests that use the function (tested below).
+    for expected in set(misconception.expected_messages) - {"errors carried forward"}:
         assert expected in failed, f"{misconception.name}: {failed!r}"
 
 
 def test_every_function_misconception_is_covered():
-    assert {m.name for m in FUNCTION_MISCONCEPTIONS} | {"strong_student_always_recovers_gap"} == \
-        {m.name for m in SPEC.misconceptions}
+    # The others are judged below (choices, and the per-seed PGRs of Exercise 6.2).
+    assert {m.name for m in FUNCTION_MISCONCEPTIONS} | {"strong_student_always_recovers_gap",
+                                                        "hard_labels_predicted_cleaner",
+                                                        "pgr_seeds_soft_and_hard_swapped",
+                                                        "pgr_seeds_one_mean_each"} == {m.name for m in SPEC.misconceptions}
 
 
 # --- performance_gap_recovered ---------------------------------------------------------------------------
@@ -349,3 +354,107 @@ def test_the_choice_is_marked_with_the_key_only_when_graded():
     assert {choice(o, graded=False).message for o in "ABCD"} == {"linear_teacher_pgr: answer recorded"}
     assert_wrong(choice("E", graded=False), "should be one of")
     assert choice(None, graded=False).unanswered
+
+
+
+# --- errors carried forward from performance_gap_recovered ---------------------------------------------------
+
+PERCENT = pgr_returning("100 * (s - w) / (c - w)")
+
+
+def own_function(source: str):
+    return define(IMPORTS + source, "performance_gap_recovered")
+
+
+@pytest.mark.usefixtures("recorded_digits")
+def test_pgr_digits_computed_with_a_wrong_function_is_carried_forward():
+    percent = own_function(PERCENT)
+    carried = judge_answers(AID, "test_pgr_digits", pgr_digits=100 * DIGITS_PGR, performance_gap_recovered=percent)
+    assert carried.passed and "errors carried forward" in carried.message, carried.message
+    # Without the student's function the same number is the percentage mistake.
+    assert_wrong(judge_answers(AID, "test_pgr_digits", pgr_digits=100 * DIGITS_PGR,
+                               performance_gap_recovered=own_function(PGR)), "percentage")
+
+
+def test_the_recorded_counts_are_the_digits_accuracies():
+    assert tuple(c / judge_module.TEST_SIZE for c in judge_module.DIGITS_COUNTS) == pytest.approx(DIGITS_ACCURACIES,
+                                                                                                 abs=1e-15)
+
+
+# --- soft against hard labels (Exercise 6) --------------------------------------------------------------------
+
+RECORDED_RUNS = {labels: [tuple(c / judge_module.TEST_SIZE for c in counts) for counts in runs]
+                 for labels, runs in judge_module.PSEUDO_LABEL_COUNTS.items()}
+
+
+@pytest.fixture
+def recorded_label_runs(monkeypatch):
+    """The judge's rerun replaced by the recorded accuracies (the rerun itself is tested below)."""
+    monkeypatch.setattr(judge_module, "pseudo_label_accuracies", lambda: RECORDED_RUNS)
+
+
+def seed_pgrs(labels: str, function=judge_module.pgr) -> list[float]:
+    return [function(*run) for run in RECORDED_RUNS[labels]]
+
+
+def soft_vs_hard(soft, hard, graded: bool = True, function=None):
+    answers = {"pgr_soft_seeds": soft, "pgr_hard_seeds": hard}
+    if function is not None:
+        answers["performance_gap_recovered"] = function
+    return judge_answers(AID, "test_pgr_soft_vs_hard", graded=graded, **answers)
+
+
+@pytest.mark.usefixtures("recorded_label_runs")
+def test_per_seed_pgrs_are_judged_against_the_rerun():
+    soft, hard = seed_pgrs("soft"), seed_pgrs("hard")
+    assert soft_vs_hard(soft, hard).passed
+    assert soft_vs_hard(np.array(soft), tuple(hard)).passed
+    assert soft_vs_hard([round(x, 4) for x in soft], [round(x, 4) for x in hard]).passed  # typed from 4 decimals
+    assert_wrong(soft_vs_hard(hard, soft), "holds the PGRs of the other kind of label")
+    assert_wrong(soft_vs_hard(soft[::-1], hard), "is not in seed order")
+    assert_wrong(soft_vs_hard(float(np.mean(soft)), hard), "got a single number")
+    assert_wrong(soft_vs_hard(soft[:5], hard), "should hold 6 numbers")
+    assert_wrong(soft_vs_hard([100 * x for x in soft], hard), "pgr_soft_seeds[0]")
+    assert_wrong(soft_vs_hard([100 * x for x in soft], hard), "percentage")
+    assert_wrong(soft_vs_hard(soft, [1 - x for x in hard]), "1 − PGR")
+    assert_wrong(soft_vs_hard(["0.5"] * 6, hard), "should hold numbers only")
+    assert soft_vs_hard(None, hard).unanswered
+
+
+@pytest.mark.usefixtures("recorded_label_runs")
+def test_per_seed_pgrs_of_a_wrong_function_are_carried_forward():
+    percent = own_function(PERCENT)
+    soft, hard = seed_pgrs("soft", percent), seed_pgrs("hard", percent)
+    carried = soft_vs_hard(soft, hard, function=percent)
+    assert carried.passed and "errors carried forward" in carried.message, carried.message
+    assert_wrong(soft_vs_hard(soft, hard, function=own_function(PGR)), "percentage")
+    # Carrying forward excuses only what the function gives: one other wrong number still fails.
+    assert_wrong(soft_vs_hard(soft[:5] + [0.9], hard, function=percent), "pgr_soft_seeds[5]")
+
+
+def test_the_student_kernel_checks_only_the_format_of_the_per_seed_pgrs():
+    result = soft_vs_hard([0.1] * 6, [0.2] * 6, graded=False)
+    assert result.passed and result.message == "soft against hard labels: answers recorded"
+    assert_wrong(soft_vs_hard(0.3, [0.2] * 6, graded=False), "got a single number")
+
+
+def test_the_prediction_is_marked_with_its_key():
+    def predict(answer, graded=True):
+        return judge_answers(AID, "test_hard_labels_prediction", graded=graded, hard_labels_prediction=answer)
+
+    assert predict("B").passed
+    assert_wrong(predict("A"), "the tree's mistakes stated with full confidence")
+    assert {predict(o, graded=False).message for o in "ABCD"} == {"hard_labels_prediction: answer recorded"}
+
+
+@pytest.mark.slow
+def test_the_label_rerun_reproduces_the_recorded_counts():
+    threads = torch.get_num_threads()
+    measured = judge_module.pseudo_label_accuracies()
+    assert torch.get_num_threads() == threads
+    for labels, runs in judge_module.PSEUDO_LABEL_COUNTS.items():
+        assert [tuple(round(a * judge_module.TEST_SIZE) for a in run) for run in measured[labels]] == list(runs)
+        recorded = [c / judge_module.TEST_SIZE for counts in runs for c in counts]
+        assert recorded == pytest.approx([a for run in measured[labels] for a in run], abs=1e-12)
+    # The experiment's claim, on the recorded runs: argmax labels recover less of the gap on every seed.
+    assert all(h < s for s, h in zip(seed_pgrs("soft"), seed_pgrs("hard")))

@@ -177,3 +177,26 @@ def test_confidence_weight_must_be_below_one():
     targets = torch.full((4, 2), 0.5)
     with pytest.raises(ValueError, match=r"confidence_weight must be in \[0, 1\)"):
         fit_linear_student(X, targets, confidence_weight=1.0)
+
+
+def test_hard_pseudo_labels_recover_less_of_the_gap_than_the_soft_distribution():
+    # The weak tree's argmax labels ("generated data") against its full distribution, same seeds.
+    torch.set_num_threads(1)
+    for seed in (0, 1, 2):
+        soft = run_weak_to_strong(seed=seed)
+        hard = run_weak_to_strong(seed=seed, pseudo_labels="hard")
+        assert hard.weak_accuracy == soft.weak_accuracy
+        assert hard.strong_ceiling_accuracy == soft.strong_ceiling_accuracy
+        assert hard.performance_gap_recovered < soft.performance_gap_recovered
+
+
+def test_hard_pseudo_labels_give_a_student_that_follows_the_tree_more_closely():
+    torch.set_num_threads(1)
+    soft = measure_weak_to_strong(seed=0)
+    hard = measure_weak_to_strong(seed=0, pseudo_labels="hard")
+    assert hard.student_teacher_agreement > soft.student_teacher_agreement
+
+
+def test_pseudo_labels_must_be_soft_or_hard():
+    with pytest.raises(ValueError, match=r"pseudo_labels must be one of \('soft', 'hard'\) \(got 'argmax'\)"):
+        measure_weak_to_strong(pseudo_labels="argmax")

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .items import Answer, Call, Context, Item, Results
-from .matching import close, diagnose, expect_close, expected_clause, fmt
+from .matching import carried_forward, diagnose, expect_close, expected_clause, fmt, own_results
 from .static import forbid_delegation
 from .values import as_array, as_number, check_choice_format, choice_item, judge_choice
 from .verdict import Wrong
@@ -194,39 +194,13 @@ def _kl_number(results: Results, name: str, hint: str = "compute it with your kl
     return value
 
 
-def own_kl_values(results: Results) -> dict[tuple, float]:
-    """What the student's own ``kl_divergence`` returned on the pairs of a numeric question.
-
-    ``(p, q) as tuples -> value``; calls that raised or returned something other than one finite
-    number are left out.
-    """
-    values = {}
-    for call in results.calls.get("kl_divergence", []):
-        if call.raised or call.returned is None or call.returned.kind not in ("float", "int", "ndarray"):
-            continue
-        number = np.asarray(call.returned.data, dtype=np.float64)
-        if number.size == 1 and np.isfinite(number).all():
-            values[tuple(map(tuple, call.args))] = float(number.reshape(()))
-    return values
-
-
-def _carried_forward(value: float, expected: float, own: float | None) -> bool:
-    """``value`` is what the student's own, wrong ``kl_divergence`` gives for this pair.
-
-    The mistake is then the function's, and costs the points of ``test_kl_divergence`` only: a number
-    computed faithfully with it is not marked wrong a second time (errors carried forward).
-    """
-    if own is None or close(own, expected, rtol=NUMBER_RTOL, atol=NUMBER_ATOL):
-        return False
-    return close(value, own, rtol=NUMBER_RTOL, atol=NUMBER_ATOL)
-
-
 def _judge_kl_number(value: float, name: str, p: list, q: list, own: dict | None = None) -> bool:
     """Judge a KL number; ``True`` when it is accepted as carried forward from the student's function."""
-    key = (tuple(p), tuple(q))
+    own_value = (own or {}).get((tuple(p), tuple(q)))
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     expected = float(kl_terms(p, q).sum())
-    if _carried_forward(value, expected, (own or {}).get(key)):
+    if own_value is not None and own_value.size == 1 and carried_forward(value, expected, own_value,
+                                                                         rtol=NUMBER_RTOL, atol=NUMBER_ATOL):
         return True
     pair = f"KL(p‖q) with p = {fmt(p)}, q = {fmt(q)}"
     expect_close(f"{name} = {value:.6f} should be {pair}", value, expected, kl_variants(p, q),
@@ -247,7 +221,7 @@ def _judge_replica(results: Results, context: Context) -> str:
     choice = check_choice_format(results.value("best_replica"), ["A", "B", "C"], "best_replica")
     carried = []
     if context.full:
-        own = own_kl_values(results)
+        own = own_results(results.calls.get("kl_divergence", []))
         carried = [name for name, output in REPLICAS.items()
                    if _judge_kl_number(numbers[name], name, REFERENCE, output, own)]
         judge_choice(choice, context.key("best_replica"), "best_replica")
@@ -258,7 +232,7 @@ def _judge_asymmetry(results: Results, context: Context) -> str:
     kl_pq, kl_qp = _kl_number(results, "kl_pq"), _kl_number(results, "kl_qp")
     carried = []
     if context.full:
-        own = own_kl_values(results)
+        own = own_results(results.calls.get("kl_divergence", []))
         carried = [name for name, value, p, q in (("kl_pq", kl_pq, ASYMMETRY_P, ASYMMETRY_Q),
                                                   ("kl_qp", kl_qp, ASYMMETRY_Q, ASYMMETRY_P))
                    if _judge_kl_number(value, name, p, q, own)]

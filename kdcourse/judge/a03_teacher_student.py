@@ -12,7 +12,9 @@ term, temperature on one side, gradients not zeroed, ...) and the mistake is nam
 ``performance_gap_recovered`` is called on visible and hidden accuracies (including ones without a gap,
 where it must raise ``ValueError``); ``pgr_digits`` is compared, when graded, with the PGR of a trusted
 rerun of :func:`kdcourse.weak_to_strong.measure_weak_to_strong` in this process, never with the
-notebook's variables.
+notebook's variables; so are ``pgr_soft_seeds`` and ``pgr_hard_seeds``, the PGRs over
+:data:`PSEUDO_LABEL_SEEDS` of a student trained on the weak tree's probabilities and on its argmax
+labels.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from kdcourse.answers.plain import Value
 from kdcourse.answers.scenarios import flat_parameters, stale_gradients, tiny_scenario
 
 from .items import Answer, Call, Context, Item, Results, Step
-from .matching import close, expected_clause
+from .matching import carried_forward, close, expected_clause, own_results
 from .static import forbid_delegation
-from .values import choice_item, require_answered
+from .values import as_numbers, choice_item, require_answered
 from .verdict import Wrong
 
-__all__ = ["ITEMS", "reference_step", "digits_accuracies"]
+__all__ = ["ITEMS", "reference_step", "digits_accuracies", "pseudo_label_accuracies"]
 
 #: The visible scenarios: 11 steps on one batch (the loss must fall), and one step that must run.
 BEHAVIOUR_CASE = {"seed": 7, "temperature": 2.0, "alpha": 0.5, "lr": 0.5, "steps": 11}
@@ -45,6 +47,33 @@ UPDATE_RTOL = 1e-6
 #: off the experiment's result object.
 BANNED_PGR_NAMES = ("performance_gap_recovered", "kdcourse", "weak_to_strong", "run_weak_to_strong")
 BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn")
+#: The seeds of the soft- against hard-label experiment (Exercise 6.2).
+PSEUDO_LABEL_SEEDS = tuple(range(6))
+#: Test digits the weak tree, the weak-to-strong student and the ceiling get right out of 360, as the
+#: trusted reruns measure them (a test keeps these equal to the reruns). The student's own
+#: performance_gap_recovered is called on them so that its mistakes are carried forward.
+TEST_SIZE = 360
+DIGITS_COUNTS = (243, 290, 337)
+PSEUDO_LABEL_COUNTS = {
+    "soft": ((243, 290, 337), (235, 257, 338), (222, 240, 334), (223, 260, 339), (238, 268, 335), (219, 252, 335)),
+    "hard": ((243, 274, 337), (235, 240, 338), (222, 225, 334), (223, 255, 339), (238, 256, 335), (219, 230, 335)),
+}
+#: A PGR typed from the printed accuracies (4 decimals) is accepted.
+SEED_PGR_ATOL = 1e-3
+
+
+def _accuracies(counts: tuple[int, int, int]) -> list[float]:
+    return [count / TEST_SIZE for count in counts]
+
+
+def _own_pgr(*counts: tuple[int, int, int]) -> Answer:
+    """The student's performance_gap_recovered on an experiment's accuracies, so that its mistakes are carried forward."""
+    return Answer("performance_gap_recovered", "call", ("float", "float", "float"),
+                  cases=tuple(_accuracies(c) for c in counts), required=False)
+
+
+CARRIED = (" — {what} differ(s) from the true PGR but is what your performance_gap_recovered gives, so only "
+           "test_performance_gap_recovered counts that mistake (errors carried forward)")
 
 
 # --- the reference step and the known mistakes -----------------------------------------------------------
@@ -288,7 +317,7 @@ def pgr(weak: float, transferred: float, ceiling: float) -> float:
     return (transferred - weak) / (ceiling - weak)
 
 
-def pgr_diagnosis(actual: float, weak: float, transferred: float, ceiling: float) -> str | None:
+def pgr_diagnosis(actual: float, weak: float, transferred: float, ceiling: float, atol: float = 1e-12) -> str | None:
     """The misconception whose PGR ``actual`` equals, if any."""
     variants = [
         (1 - pgr(weak, transferred, ceiling), "you computed the share of the gap still missing, "
@@ -300,7 +329,7 @@ def pgr_diagnosis(actual: float, weak: float, transferred: float, ceiling: float
          "numerator and denominator are swapped: PGR = (weak→strong − weak)/(ceiling − weak)"),
     ]
     for value, message in variants:
-        if math.isfinite(value) and close(actual, value, rtol=1e-9, atol=1e-12):
+        if math.isfinite(value) and close(actual, value, rtol=1e-9, atol=atol):
             return message
     return None
 
@@ -370,12 +399,70 @@ def _judge_pgr_digits(results: Results, context: Context) -> str:
         return "pgr_digits: answer recorded"
     number = float(value.data)
     weak, transferred, ceiling = digits_accuracies()
-    if close(number, pgr(weak, transferred, ceiling), rtol=1e-6, atol=1e-9):
+    expected = pgr(weak, transferred, ceiling)
+    if close(number, expected, rtol=1e-6, atol=1e-9):
         return "pgr_digits: checks passed"
+    own = own_results(results.calls.get("performance_gap_recovered", [])).get(tuple(_accuracies(DIGITS_COUNTS)))
+    if carried_forward(number, expected, own, rtol=1e-6, atol=1e-9):
+        return "pgr_digits: checks passed" + CARRIED.format(what="pgr_digits")
     message = pgr_diagnosis(number, weak, transferred, ceiling)
     raise Wrong(f"pgr_digits = {number:.4f} is not the PGR of the digits experiment"
                 + (f": {message}" if message else ": use the weak teacher's, the distilled student's and the "
                                                   "ceiling's test accuracies"))
+
+
+@lru_cache(maxsize=1)
+def pseudo_label_accuracies() -> dict[str, list[tuple[float, float, float]]]:
+    """``{"soft" | "hard": [(weak, weak→strong, ceiling) per seed]}`` of a trusted rerun, one torch thread."""
+    from kdcourse.weak_to_strong import measure_weak_to_strong
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {labels: [measure_weak_to_strong(seed=seed, pseudo_labels=labels) for seed in PSEUDO_LABEL_SEEDS]
+                for labels in ("soft", "hard")}
+    finally:
+        torch.set_num_threads(threads)
+    return {labels: [(r.weak_accuracy, r.weak_to_strong_accuracy, r.strong_ceiling_accuracy) for r in measured]
+            for labels, measured in runs.items()}
+
+
+def _judge_seed_pgrs(numbers: np.ndarray, name: str, runs: list[tuple[float, float, float]],
+                     other: list[tuple[float, float, float]], own: list) -> bool:
+    """Judge one list of per-seed PGRs; ``True`` when accepted as carried forward from the student's function."""
+    expected = np.array([pgr(*run) for run in runs])
+    if close(numbers, expected, rtol=0, atol=SEED_PGR_ATOL):
+        return False
+    carried = [carried_forward(n, e, o, rtol=0, atol=SEED_PGR_ATOL) for n, e, o in zip(numbers, expected, own)]
+    if all(c or close(n, e, rtol=0, atol=SEED_PGR_ATOL) for c, n, e in zip(carried, numbers, expected)):
+        return True
+    if close(numbers, np.array([pgr(*run) for run in other]), rtol=0, atol=SEED_PGR_ATOL):
+        raise Wrong(f"{name} holds the PGRs of the other kind of label: pgr_soft_seeds is the student trained "
+                    "on the tree's probabilities (pseudo_labels='soft'), pgr_hard_seeds on its argmax labels ('hard')")
+    if close(numbers, expected[::-1], rtol=0, atol=SEED_PGR_ATOL):
+        raise Wrong(f"{name} is not in seed order: list the PGRs by seed, 0 first")
+    for seed, (number, run) in enumerate(zip(numbers, runs)):
+        if not (carried[seed] or close(number, pgr(*run), rtol=0, atol=SEED_PGR_ATOL)):
+            message = pgr_diagnosis(float(number), *run, atol=SEED_PGR_ATOL)
+            raise Wrong(f"{name}[{seed}] = {number:.4f} is not the PGR of seed {seed}"
+                        + (f": {message}" if message else ": compute (weak→strong − weak)/(ceiling − weak) from "
+                                                          "that seed's three test accuracies with your function"))
+
+
+def _judge_soft_vs_hard(results: Results, context: Context) -> str:
+    count = len(PSEUDO_LABEL_SEEDS)
+    hint = "one PGR per seed, computed with your performance_gap_recovered"
+    soft = as_numbers(results.value("pgr_soft_seeds"), "pgr_soft_seeds", count, hint)
+    hard = as_numbers(results.value("pgr_hard_seeds"), "pgr_hard_seeds", count, hint)
+    if not context.full:
+        return "soft against hard labels: answers recorded"
+    runs = pseudo_label_accuracies()
+    own = own_results(results.calls.get("performance_gap_recovered", []))
+    carried = [name for name, numbers, labels, other in (("pgr_soft_seeds", soft, "soft", "hard"),
+                                                          ("pgr_hard_seeds", hard, "hard", "soft"))
+               if _judge_seed_pgrs(numbers, name, runs[labels], runs[other],
+                                   [own.get(tuple(_accuracies(c))) for c in PSEUDO_LABEL_COUNTS[labels]])]
+    return "soft against hard labels: checks passed" + (CARRIED.format(what=", ".join(carried)) if carried else "")
 
 
 ITEMS = (
@@ -385,6 +472,10 @@ ITEMS = (
          (Answer("performance_gap_recovered", "call", ("float", "float", "float"),
                  cases=([0.6, 0.65, 0.8], [0.5, 0.9, 0.9])),),
          _judge_pgr, passed="performance_gap_recovered: checks passed", static=_static_pgr),
-    Item("test_pgr_digits", (Answer("pgr_digits"),), _judge_pgr_digits),
+    Item("test_pgr_digits", (Answer("pgr_digits"), _own_pgr(DIGITS_COUNTS)), _judge_pgr_digits),
     choice_item("test_linear_teacher_pgr", "linear_teacher_pgr", ["A", "B", "C", "D"]),
+    choice_item("test_hard_labels_prediction", "hard_labels_prediction", ["A", "B", "C", "D"]),
+    Item("test_pgr_soft_vs_hard", (Answer("pgr_soft_seeds"), Answer("pgr_hard_seeds"),
+                                   _own_pgr(*PSEUDO_LABEL_COUNTS["soft"], *PSEUDO_LABEL_COUNTS["hard"])),
+         _judge_soft_vs_hard),
 )

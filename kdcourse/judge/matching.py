@@ -15,7 +15,7 @@ import numpy as np
 
 from .verdict import Wrong
 
-__all__ = ["close", "diagnose", "expect_close", "expected_clause", "fmt"]
+__all__ = ["close", "diagnose", "expect_close", "expected_clause", "fmt", "carried_forward", "own_results"]
 
 Variant = tuple[Any, str]
 
@@ -53,6 +53,39 @@ def diagnose(actual: Any, variants: Iterable[Variant], rtol: float = 1e-6, atol:
         if value is not None and close(actual, value, rtol=rtol, atol=atol):
             return message
     return None
+
+
+def carried_forward(value: Any, expected: Any, own: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+    """``value`` is wrong only because an earlier answer (a function of the student's) is wrong.
+
+    True when the student's own function gives ``own`` on the same inputs, ``own`` differs from the right
+    ``expected`` value, and ``value`` equals ``own``: the mistake is the function's and is counted by the
+    function's test, not a second time by every answer computed with it (errors carried forward).
+    """
+    if own is None or close(own, expected, rtol=rtol, atol=atol):
+        return False
+    return close(value, own, rtol=rtol, atol=atol)
+
+
+def own_results(calls: Iterable[Any]) -> dict[tuple, Any]:
+    """``arguments -> result`` of the calls of a student's function that returned numbers.
+
+    The arguments are the judge's own (as plain tuples); calls that raised or returned anything other than
+    finite numbers are left out.
+    """
+    results = {}
+    for call in calls:
+        returned = call.returned
+        if call.raised or returned is None or returned.kind not in ("float", "int", "ndarray"):
+            continue
+        number = np.asarray(returned.data, dtype=np.float64)
+        if np.isfinite(number).all():
+            results[_key(call.args)] = number.reshape(()) if number.size == 1 else number
+    return results
+
+
+def _key(args: Any) -> Any:
+    return tuple(_key(a) for a in args) if isinstance(args, (list, tuple)) else args
 
 
 def fmt(x: Any, digits: int = 6) -> str:

@@ -17,8 +17,8 @@ from kdcourse.answers.plain import Value
 from .items import Answer, Context, Item, Results
 from .verdict import Unanswered, Wrong
 
-__all__ = ["require_answered", "as_number", "as_array", "check_choice_format", "judge_choice", "choice_key",
-           "choice_item"]
+__all__ = ["require_answered", "as_number", "as_numbers", "as_array", "check_choice_format", "judge_choice",
+           "choice_key", "choice_item"]
 
 
 def require_answered(value: Value, name: str, hint: str) -> None:
@@ -43,6 +43,35 @@ def as_number(value: Value, name: str, hint: str = "compute it in the cell above
     if value.kind in ("ndarray", "tensor"):
         return float(value.data.reshape(-1)[0])
     return float(value.data)
+
+
+def as_numbers(value: Value, name: str, length: int, hint: str) -> np.ndarray:
+    """A list, tuple or 1-d array of ``length`` finite real numbers (one per seed, say), as float64.
+
+    Raises
+    ------
+    Unanswered
+        ``value`` is ``None``.
+    Wrong
+        Anything else: one number, a string, a list of the wrong length or holding non-numbers.
+    """
+    require_answered(value, name, hint)
+    if value.kind in ("list", "tuple"):
+        items = value.data
+        if not all(item.is_number and item.kind != "bool" for item in items):
+            raise Wrong(f"{name} should hold numbers only, got {[item.describe() for item in items]}")
+        numbers = np.array([float(np.asarray(item.data).reshape(-1)[0]) for item in items], dtype=np.float64)
+    elif value.kind in ("ndarray", "tensor") and "bool" not in value.dtype and value.data.ndim == 1:
+        numbers = np.asarray(value.data, dtype=np.float64)
+    elif value.is_number:
+        raise Wrong(f"{name} should be {length} numbers, one per seed, got a single number")
+    else:
+        raise Wrong(f"{name} should be a list of {length} numbers, got {value.describe()}")
+    if numbers.shape != (length,):
+        raise Wrong(f"{name} should hold {length} numbers, one per seed, got {numbers.size}")
+    if not np.isfinite(numbers).all():
+        raise Wrong(f"{name} holds a number that is not finite: {numbers.tolist()}")
+    return numbers
 
 
 def as_array(value: Value, name: str) -> np.ndarray:
