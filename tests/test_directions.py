@@ -29,3 +29,16 @@ def test_the_reverse_kl_student_is_more_confident_on_every_seed():
     reverse = np.array([r["entropy"] for r in results["reverse"]])
     assert (reverse < forward).all(), (forward, reverse)
     assert all(0 <= r["agreement"] <= 1 for rows in results.values() for r in rows)
+
+
+@pytest.mark.slow
+def test_a_wide_student_closes_the_entropy_gap_between_the_directions():
+    from kdcourse.directions import narrow_and_wide_students
+
+    torch.set_num_threads(1)
+    runs = narrow_and_wide_students(widths=(4, 64), seeds=range(5))
+    gaps = {width: np.array([f["entropy"] - r["entropy"] for f, r in zip(by["forward"], by["reverse"])])
+            for width, by in runs.items()}
+    assert (gaps[4] > 0.05).all(), gaps[4]
+    assert (np.abs(gaps[64]) < 0.02).all(), gaps[64]
+    assert np.abs(gaps[64]).mean() < np.abs(gaps[4]).mean() / 5

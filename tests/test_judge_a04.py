@@ -408,3 +408,55 @@ def test_a_missing_key_sends_the_test_to_a_person():
     record = judging.record_of(AID, "test_directions_agree", {"directions_agree": "B"})
     result = judge_record(AID, "test_directions_agree", record, spec=without_key, items=items)
     assert not result.passed and "no [key.test_directions_agree.directions_agree]" in result.review
+
+
+# --- narrow and wide students (Exercises 2.7 and 2.8) -----------------------------------------------------------
+
+RECORDED_GAPS = {4: {"entropy": 0.14887, "agreement": 0.07167, "accuracy": 0.07111},
+                 64: {"entropy": -0.00888, "agreement": 0.00111, "accuracy": 0.00222}}
+
+
+@pytest.fixture
+def recorded_gaps(monkeypatch):
+    """The judge's rerun replaced by fixed gaps (the rerun itself is tested below)."""
+    monkeypatch.setattr(judge_module, "width_gaps", lambda: RECORDED_GAPS)
+
+
+def gaps(narrow, wide, graded: bool = True):
+    return judge_answers(AID, "test_entropy_gaps", graded=graded, entropy_gap_narrow=narrow, entropy_gap_wide=wide)
+
+
+@pytest.mark.usefixtures("recorded_gaps")
+def test_the_entropy_gaps_are_judged_against_the_rerun():
+    assert gaps(0.14887, -0.00888).passed
+    assert gaps(0.1489, -0.0089).passed  # typed from four printed decimals
+    assert_wrong(gaps(-0.14887, -0.00888), "the sign is flipped")
+    assert_wrong(gaps(-0.00888, 0.14887), "this is the gap of the 64-unit student")
+    assert_wrong(gaps(0.07167, -0.00888), "this is the difference in agreement")
+    assert_wrong(gaps(0.14887, 0.3), "entropy_gap_wide = 0.3000 is not the mean")
+    assert_wrong(gaps([0.1, 0.2], -0.00888), "should be a number")
+    assert gaps(None, -0.00888).unanswered
+
+
+def test_the_student_kernel_records_the_gaps_without_judging_them():
+    result = gaps(1.0, 2.0, graded=False)
+    assert result.passed and result.message == "entropy gaps: answers recorded"
+
+
+def test_the_wide_student_prediction_is_marked_with_its_key():
+    def predict(answer):
+        return judge_answers(AID, "test_wide_student_gap", wide_student_gap=answer)
+
+    assert predict("B").passed
+    assert_wrong(predict("A"), "unable to copy the teacher")
+    assert_wrong(predict("D"), "not large and negative")
+
+
+@pytest.mark.slow
+def test_the_width_rerun_gives_the_gaps_the_notebook_prints():
+    threads = torch.get_num_threads()
+    measured = judge_module.width_gaps()
+    assert torch.get_num_threads() == threads
+    for width, scores in RECORDED_GAPS.items():
+        for score, value in scores.items():
+            assert measured[width][score] == pytest.approx(value, abs=5e-4), (width, score)

@@ -22,13 +22,13 @@ import numpy as np
 from .items import Answer, Call, Context, Item, Results
 from .matching import close, diagnose, expected_clause
 from .static import forbid_delegation
-from .values import check_choice_format, choice_item, choice_key, judge_choice, require_answered
+from .values import as_number, check_choice_format, choice_item, choice_key, judge_choice, require_answered
 from .verdict import Wrong
 
 __all__ = ["ITEMS", "agreement", "share_copied", "scenario_numbers", "reverse_loss", "gaussian_entropy",
-           "scenario_c_expected", "fit_expectations"]
+           "scenario_c_expected", "fit_expectations", "width_gaps"]
 
-#: Library losses that would do exercise 2.1. ``torch.xlogy`` is not among them: it is the safe way to
+#: Library losses that would do exercise 2.2. ``torch.xlogy`` is not among them: it is the safe way to
 #: write p·log p that assignment 2 teaches.
 BANNED_LOSS_NAMES = ("kl_div", "KLDivLoss", "distillation_loss", "combined_loss")
 BANNED_PACKAGES = ("scipy", "kdcourse", "sklearn", "torch.distributions")
@@ -394,6 +394,69 @@ def _judge_fit_readings(results: Results, context: Context) -> str:
 
 
 
+# --- narrow and wide students on the digits (Exercise 2.8) -------------------------------------------------
+
+#: The two student widths of the experiment; the gaps are typed from 4 printed decimals at worst.
+WIDTHS = (4, 64)
+GAP_ATOL = 1e-3
+
+
+@functools.lru_cache(maxsize=1)
+def width_gaps() -> MappingProxyType:
+    """``{width: {score: mean over seeds of the difference}}`` of a trusted rerun on the CPU, one thread.
+
+    The scores are ``entropy``, ``agreement`` and ``accuracy``; the difference is the score of the student
+    distilled with KL(p_t‖p_θ) minus that of the student distilled with KL(p_θ‖p_t)
+    (:func:`kdcourse.directions.narrow_and_wide_students`).
+    """
+    import torch
+
+    from kdcourse.directions import narrow_and_wide_students
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = narrow_and_wide_students(widths=WIDTHS)
+    finally:
+        torch.set_num_threads(threads)
+    return MappingProxyType({
+        width: {score: float(np.mean([f[score] - r[score] for f, r in zip(by["forward"], by["reverse"])]))
+                for score in ("entropy", "agreement", "accuracy")}
+        for width, by in runs.items()})
+
+
+def _judge_one_gap(number: float, name: str, width: int, gaps: MappingProxyType) -> None:
+    expected = gaps[width]["entropy"]
+    if close(number, expected, rtol=0, atol=GAP_ATOL):
+        return
+    other = next(w for w in WIDTHS if w != width)
+    variants = [
+        (-expected, "the sign is flipped: the gap is the entropy of the student trained with KL(p_t‖p_θ) minus "
+                    "that of the student trained with KL(p_θ‖p_t)"),
+        (gaps[other]["entropy"], f"this is the gap of the {other}-unit student: {name} is the {width}-unit one's"),
+        (gaps[width]["agreement"], "this is the difference in agreement with the teacher; the question asks for the "
+                                   "difference in mean entropy"),
+        (gaps[width]["accuracy"], "this is the difference in accuracy; the question asks for the difference in mean "
+                                  "entropy"),
+    ]
+    message = diagnose(number, variants, rtol=0, atol=GAP_ATOL)
+    raise Wrong(f"{name} = {number:.4f} is not the mean over the five seeds of the {width}-unit students' entropy "
+                "gap, KL(p_t‖p_θ) student minus KL(p_θ‖p_t) student"
+                + (f": {message}" if message else " (average the per-seed differences of direction_runs)"))
+
+
+def _judge_entropy_gaps(results: Results, context: Context) -> str:
+    hint = "the mean over seeds of the KL(p_t‖p_θ) student's entropy minus the KL(p_θ‖p_t) student's"
+    narrow = as_number(results.value("entropy_gap_narrow"), "entropy_gap_narrow", hint)
+    wide = as_number(results.value("entropy_gap_wide"), "entropy_gap_wide", hint)
+    if not context.full:
+        return "entropy gaps: answers recorded"
+    gaps = width_gaps()
+    _judge_one_gap(narrow, "entropy_gap_narrow", WIDTHS[0], gaps)
+    _judge_one_gap(wide, "entropy_gap_wide", WIDTHS[1], gaps)
+    return "entropy gaps: checks passed"
+
+
 ITEMS = (
     Item("test_agreement",
          (Answer("agreement", "call", LABEL_TENSORS,
@@ -417,4 +480,6 @@ ITEMS = (
          _judge_fit_readings),
     choice_item("test_reverse_kl_behaviour", "reverse_kl_behaviour", ["A", "B", "C", "D"], hint="set it to one of the letters"),
     choice_item("test_directions_agree", "directions_agree", ["A", "B", "C", "D"], hint="set it to one of the letters"),
+    choice_item("test_wide_student_gap", "wide_student_gap", ["A", "B", "C", "D"], hint="set it to one of the letters"),
+    Item("test_entropy_gaps", (Answer("entropy_gap_narrow"), Answer("entropy_gap_wide")), _judge_entropy_gaps),
 )
