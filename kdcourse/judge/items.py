@@ -261,7 +261,7 @@ def decode_answers(item: Item, answers: Any, plan: dict) -> Results:
             if not answer.required:
                 calls[answer.name] = []
                 continue
-            raise Unanswered(f"{answer.name} is not written yet: replace `raise NotImplementedError()` in its "
+            raise Unanswered(f"{answer.name} is not written yet: replace the `raise NotImplementedError(...)` line in its "
                              "cell above with your code, run that cell, then run this test again")
     return Results(values, calls)
 

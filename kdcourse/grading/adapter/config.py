@@ -12,7 +12,8 @@ with the same rules as ``kdcourse autograde``:
 * tracebacks in ``Minimal`` mode; in feedback, ``ClearHiddenTests`` and ``ClearMarkScheme``, and the
   student's own content sanitised (:mod:`kdcourse.grading.sanitize`);
 * deleted grade cells are restored (``OverwriteCells.add_missing_cells``);
-* output of a cell limited to a few hundred lines; instructor files never copied into a release.
+* output of a cell limited to a few hundred lines; instructor files never copied into a release;
+* release stubs that name their exercise (:class:`~kdcourse.grading.stubs.NamedStubs`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from traitlets.config import Config
 from ..course import Course, relative_or_absolute
 from ..settings import DEFAULT_TIMEOUTS, Timeouts
 
-__all__ = ["KERNEL_ARGUMENTS", "configure", "course_config"]
+__all__ = ["KERNEL_ARGUMENTS", "configure", "course_config", "release_preprocessors"]
 
 KERNEL_ARGUMENTS = [
     "--HistoryManager.hist_file=:memory:",
@@ -89,10 +90,26 @@ def configure(c: Config, course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, 
     # what a student put into a page (outputs, markdown) is neutralised; their marker words cannot break it
     c.GenerateFeedback.preprocessors = [GetGrades, ProtectStudentMarkers, ClearHiddenTests, ClearMarkScheme,
                                         SanitizeStudentContent, CSSHTMLHeaderPreprocessor]
+    # release stubs name the exercise they stand for
+    c.GenerateAssignment.preprocessors = release_preprocessors()
     # instructor-only files never travel into the student release
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.toml",
                                 "*.bak", ".DS_Store"]
     return c
+
+
+def release_preprocessors() -> list:
+    """nbgrader's release preprocessors, with :class:`~kdcourse.grading.stubs.NamedStubs` for ClearSolutions."""
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.preprocessors import ClearSolutions
+
+    from ..stubs import NamedStubs
+
+    default = GenerateAssignment.class_traits()["preprocessors"].default()
+    if ClearSolutions not in default:
+        raise RuntimeError("this nbgrader's release does not clear solutions with ClearSolutions: "
+                           "kdcourse cannot put its named stubs in its place")
+    return [NamedStubs if p is ClearSolutions else p for p in default]
 
 
 def course_config(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, submitted_directory: str = "submitted",
