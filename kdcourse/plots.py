@@ -203,7 +203,7 @@ def _fit_style(fit, selected: str | None) -> dict:
     return {"color": _DIRECTION_COLOURS.get(fit.direction), "alpha": FADED_ALPHA if faded else 1.0}
 
 
-def _plot_gaussian_fits(fits: Sequence[GaussianFit], ax: Axes, selected: str | None) -> list[str]:
+def _plot_gaussian_fits(fits: Sequence[GaussianFit], ax: Axes, selected: str | None, show_entropy: bool) -> list[str]:
     from kdcourse.fits import default_mixture
 
     mixture = default_mixture()
@@ -211,7 +211,8 @@ def _plot_gaussian_fits(fits: Sequence[GaussianFit], ax: Axes, selected: str | N
     ax.fill_between(x, mixture.pdf(x), color="black", alpha=0.2, label="teacher p_t (two modes)")
     labels = []
     for fit in fits:
-        labels.append(f"min {kl_label(fit.direction)}: μ={fit.mu:.2f}, σ={fit.sigma:.2f}, H={fit.entropy:.2f} nats")
+        entropy = f", H={fit.entropy:.2f} nats" if show_entropy else ""
+        labels.append(f"min {kl_label(fit.direction)}: μ={fit.mu:.2f}, σ={fit.sigma:.2f}{entropy}")
         ax.plot(x, fit.density(x), linewidth=2, label=labels[-1], **_fit_style(fit, selected))
     ax.set_xlabel("x")
     ax.set_ylabel("density")
@@ -219,14 +220,14 @@ def _plot_gaussian_fits(fits: Sequence[GaussianFit], ax: Axes, selected: str | N
     return labels
 
 
-def _plot_class_fits(fits: Sequence[ClassFit], teacher: np.ndarray, ax: Axes, selected: str | None
-                     ) -> list[str]:
+def _plot_class_fits(fits: Sequence[ClassFit], teacher: np.ndarray, ax: Axes, selected: str | None,
+                     show_entropy: bool) -> list[str]:
     positions = np.arange(teacher.shape[-1])
     width = 0.8 / (1 + len(fits))
     ax.bar(positions - 0.4 + width / 2, teacher, width, color="black", alpha=0.7, label="teacher p_t")
     labels = []
     for i, fit in enumerate(fits, start=1):
-        labels.append(f"min {kl_label(fit.direction)} (H={fit.entropy:.2f} nats)")
+        labels.append(f"min {kl_label(fit.direction)}" + (f" (H={fit.entropy:.2f} nats)" if show_entropy else ""))
         ax.bar(positions - 0.4 + width * (i + 0.5), fit.probabilities, width, label=labels[-1],
                **_fit_style(fit, selected))
     ax.set_xticks(positions)
@@ -241,6 +242,7 @@ def plot_forward_reverse_fits(
     teacher: Sequence[float] | None = None,
     ax: Axes | None = None,
     selected: str | None = None,
+    show_entropy: bool = True,
 ) -> Figure:
     """Draw the teacher and each constrained fit (see :mod:`kdcourse.fits`) on one axes.
 
@@ -260,6 +262,8 @@ def plot_forward_reverse_fits(
     selected : {"forward", "reverse"}, optional
         Emphasise the fits of this direction: the others, and their legend entries, are drawn faded,
         and the title names the selected divergence.
+    show_entropy : bool, default=True
+        Write each fit's entropy in its legend entry; ``False`` where computing it is an exercise.
 
     Returns
     -------
@@ -280,10 +284,10 @@ def plot_forward_reverse_fits(
     created = ax is None
     fig, ax = _axes(ax, FIT_FIGSIZE)
     if all(isinstance(f, GaussianFit) for f in fits):
-        labels = _plot_gaussian_fits(fits, ax, selected)
+        labels = _plot_gaussian_fits(fits, ax, selected, show_entropy)
     elif all(isinstance(f, ClassFit) for f in fits):
         teacher_probs = bimodal_class_teacher() if teacher is None else np.asarray(teacher, dtype=np.float64)
-        labels = _plot_class_fits(fits, teacher_probs, ax, selected)
+        labels = _plot_class_fits(fits, teacher_probs, ax, selected, show_entropy)
     else:
         raise ValueError("fits must be all GaussianFit or all ClassFit objects")
     if selected is not None:

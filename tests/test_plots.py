@@ -187,3 +187,15 @@ def test_plot_per_example_kl_marks_the_mean_and_the_tail():
     positions = sorted(float(line.get_xdata()[0]) for line in ax.lines)
     assert positions == pytest.approx([0.199, np.quantile(values, 0.99)])
     assert "KL(p_t‖p_s)" in ax.get_xlabel() and ax.get_yscale() == "log"
+
+
+def test_the_fit_legends_can_leave_out_the_entropy():
+    # a04 asks for the fits' entropies: its figure must not print them.
+    gaussian = [fits.fit_gaussian("forward"), fits.fit_gaussian("reverse")]
+    shown = [t.get_text() for t in plots.plot_forward_reverse_fits(gaussian).axes[0].get_legend().get_texts()]
+    hidden = [t.get_text() for t in
+              plots.plot_forward_reverse_fits(gaussian, show_entropy=False).axes[0].get_legend().get_texts()]
+    assert any("H=" in t for t in shown) and not any("H=" in t or "nats" in t for t in hidden)
+    classes = [fits.fit_unimodal_classes("forward")]
+    legend = plots.plot_forward_reverse_fits(classes, show_entropy=False).axes[0].get_legend().get_texts()
+    assert not any("H=" in t.get_text() for t in legend)
