@@ -87,8 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kdcourse {kdcourse.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("doctor", help="show versions, the training device, the grading sandbox and readiness")
+    _add_lab(commands)
     add_commands(commands)
     return parser
+
+
+def _add_lab(commands) -> None:
+    from pathlib import Path
+
+    p = commands.add_parser("lab", help="start JupyterLab for students, instructors or lectures (127.0.0.1, token)")
+    audience = p.add_mutually_exclusive_group(required=True)
+    audience.add_argument("--student", dest="audience", action="store_const", const="student",
+                          help="the blank assignments and the lectures, in a workspace of your own")
+    audience.add_argument("--instructor", dest="audience", action="store_const", const="instructor",
+                          help="the repository, with nbgrader's formgrader ready")
+    audience.add_argument("--lectures", dest="audience", action="store_const", const="lectures",
+                          help="the lecture notebooks")
+    p.add_argument("--port", type=int, default=8888, help="port on 127.0.0.1 (default 8888)")
+    p.add_argument("--root", type=Path, default=None,
+                   help="the student workspace (default ~/kdcourse-student) or the lectures folder")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return doctor()
+    if args.command == "lab":
+        from kdcourse.lab import run_lab
+
+        return run_lab(args.audience, port=args.port, root=args.root, open_browser=not args.no_browser)
     if args.command in COMMANDS:
         reason = _grading_unavailable_reason()
         if reason is not None:
