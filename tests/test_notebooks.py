@@ -22,8 +22,9 @@ import pytest
 
 from kdcourse import notebooks as nt
 from kdcourse.execution import execute_notebook
-from kdcourse.grading.course import Course
 from kdcourse.grading.release import release
+
+from fixtures.grading_helpers import course_copy
 
 pytestmark = pytest.mark.kernel
 HANG_GUARD_S = 600
@@ -47,20 +48,10 @@ def test_notebook_runs_top_to_bottom(path: Path):
     assert result.errors == [], f"{path.name} raised errors: {result.errors}"
 
 
-def _course_copy(tmp_path: Path) -> Course:
-    """A throw-away course (sources and instructor files copied) that releases like ``kdcourse release``."""
-    repo = Course.from_repo()
-    sources = shutil.copytree(repo.source_dir, tmp_path / "notebooks" / "assignments",
-                              ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    specs = shutil.copytree(repo.spec_dir, tmp_path / "specs")
-    return Course(root=tmp_path / "grading", source_dir=sources, spec_dir=specs, course_id=repo.course_id,
-                  settings_file=repo.settings_file)
-
-
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory) -> dict[str, Path]:
     """Every release, generated once by kdcourse's own release step (hardened config and leak scan)."""
-    course = _course_copy(tmp_path_factory.mktemp("release"))
+    course = course_copy(tmp_path_factory.mktemp("release"))
     notebooks = release(course, log=lambda *_: None)
     return {path.parent.name: path for path in notebooks}
 

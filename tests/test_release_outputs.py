@@ -25,8 +25,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from kdcourse import notebooks as nt
 from kdcourse.grading.release import release
 
+from fixtures.grading_helpers import course_copy
 from fixtures.release_outputs import (
-    course_copy,
     revealing_choices,
     revealing_numbers,
     run_with_figure_log,
