@@ -18,7 +18,7 @@ from typing import Any
 
 from kdcourse.notebooks import cell_errors, read_notebook
 
-__all__ = ["KERNEL_ENVIRONMENT", "kernel_environment", "ExecutionResult", "execute_notebook",
+__all__ = ["KERNEL_ENVIRONMENT", "kernel_environment", "ExecutionResult", "execute_notebook", "sandboxed_client",
            "NOTEBOOK_HIDDEN_MODULES"]
 
 #: What every kdcourse kernel is given (``KDCOURSE_DEVICE`` is taken from the caller when set).
@@ -67,6 +67,34 @@ class ExecutionResult:
     errors: list[dict[str, Any]]
 
 
+def sandboxed_client(nb: Any, workdir: Path, timeout: float, allow_errors: bool,
+                     hidden_modules: tuple[str, ...] = NOTEBOOK_HIDDEN_MODULES, sandbox: bool = True,
+                     client_class: type | None = None) -> Any:
+    """An nbclient client for ``nb`` whose kernel runs sandboxed with ``workdir``'s files, its manager created.
+
+    ``client_class`` is ``nbclient.NotebookClient`` or a subclass of it (default the class itself);
+    ``timeout`` is the per-cell hang guard and, at least 60 s, the kernel start limit.
+    """
+    from nbclient import NotebookClient
+
+    from kdcourse.sandbox import SandboxedKernelManager
+
+    client = (client_class or NotebookClient)(
+        nb,
+        timeout=timeout,
+        startup_timeout=max(60, int(timeout)),
+        iopub_timeout=60,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        kernel_manager_class=SandboxedKernelManager,
+        resources={"metadata": {"path": str(workdir)}},
+    )
+    client.km = client.create_kernel_manager()
+    client.km.hidden_modules = list(hidden_modules)
+    client.km.unsafe_no_sandbox = not sandbox
+    return client
+
+
 def execute_notebook(
     path: str | Path,
     timeout: float = 600,
@@ -103,26 +131,10 @@ def execute_notebook(
     -------
     ExecutionResult
     """
-    from nbclient import NotebookClient
-
-    from kdcourse.sandbox import SandboxedKernelManager
-
     path = Path(path)
     nb = copy.deepcopy(notebook) if notebook is not None else read_notebook(path)
     workdir = Path(cwd) if cwd else path.parent
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        startup_timeout=max(60, int(timeout)),
-        iopub_timeout=60,
-        kernel_name="python3",
-        allow_errors=allow_errors,
-        kernel_manager_class=SandboxedKernelManager,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.km = client.create_kernel_manager()
-    client.km.hidden_modules = list(hidden_modules)
-    client.km.unsafe_no_sandbox = not sandbox
+    client = sandboxed_client(nb, workdir, timeout, allow_errors, hidden_modules, sandbox)
     start = time.perf_counter()
     client.execute(env={**os.environ, **kernel_environment(env)})
     seconds = time.perf_counter() - start
