@@ -154,12 +154,16 @@ REPLICA_PAIRS = {"kl_A": ([0.70, 0.20, 0.10], [0.65, 0.22, 0.13]), "kl_B": ([0.7
 ASYMMETRY_PAIRS = {"kl_pq": ([0.85, 0.10, 0.05], [0.40, 0.30, 0.30]), "kl_qp": ([0.40, 0.30, 0.30], [0.85, 0.10, 0.05])}
 
 
+#: What the grader passes on: test_kl_divergence was judged before the numeric questions, and failed.
+KL_FAILED = {"test_kl_divergence": False}
+
+
 def test_numbers_computed_with_a_wrong_kl_divergence_are_carried_forward():
     swapped = _functions(SWAPPED)["kl_divergence"]
     assert not judge_answers(AID, "test_kl_divergence", code=SWAPPED, kl_divergence=swapped).passed
     replica = judge_answers(AID, "test_replica", code=SWAPPED, best_replica="A", kl_divergence=swapped,
-                            **_numbers_with(swapped, REPLICA_PAIRS))
-    asymmetry = judge_answers(AID, "test_asymmetry", code=SWAPPED, kl_divergence=swapped,
+                            earlier=KL_FAILED, **_numbers_with(swapped, REPLICA_PAIRS))
+    asymmetry = judge_answers(AID, "test_asymmetry", code=SWAPPED, kl_divergence=swapped, earlier=KL_FAILED,
                               **_numbers_with(swapped, ASYMMETRY_PAIRS))
     for verdict in (replica, asymmetry):
         assert verdict.passed, verdict.message
@@ -179,7 +183,7 @@ def test_a_number_that_matches_neither_the_truth_nor_the_function_fails():
     swapped = _functions(SWAPPED)["kl_divergence"]
     numbers = _numbers_with(swapped, ASYMMETRY_PAIRS)
     numbers["kl_pq"] += 0.05
-    verdict = judge_answers(AID, "test_asymmetry", code=SWAPPED, kl_divergence=swapped, **numbers)
+    verdict = judge_answers(AID, "test_asymmetry", code=SWAPPED, kl_divergence=swapped, earlier=KL_FAILED, **numbers)
     assert not verdict.passed and "kl_pq" in verdict.message
 
 
@@ -191,3 +195,26 @@ def test_right_numbers_pass_while_kl_divergence_is_still_blank():
     verdict = judge_answers(AID, "test_asymmetry", code=SOLUTION, kl_divergence=blank,
                             **_numbers_with(right, ASYMMETRY_PAIRS))
     assert verdict.passed and "carried" not in verdict.message
+
+
+def test_a_function_that_passed_its_test_cannot_excuse_made_up_numbers():
+    # The attack: kl_divergence right on its own test's inputs, made up on the questions' pairs, and the
+    # questions answered with the made-up numbers. It passes test_kl_divergence, so nothing is carried.
+    right = _functions(SOLUTION)["kl_divergence"]
+    def key(p, q):
+        return np.asarray(p, dtype=float).tobytes(), np.asarray(q, dtype=float).tobytes()
+
+    pairs = {key(p, q) for p, q in ASYMMETRY_PAIRS.values()}
+
+    def forged(p, q):
+        return 0.5 if key(p, q) in pairs else right(p, q)
+
+    numbers = {name: 0.5 for name in ASYMMETRY_PAIRS}
+    assert judge_answers(AID, "test_kl_divergence", code=SOLUTION, kl_divergence=forged).passed
+    for earlier in ({"test_kl_divergence": True}, {}):
+        verdict = judge_answers(AID, "test_asymmetry", code=SOLUTION, kl_divergence=forged, earlier=earlier,
+                                **numbers)
+        assert not verdict.passed, verdict.message
+    # The same forgery is excused only where the function's own test failed (what carrying forward is for).
+    assert judge_answers(AID, "test_asymmetry", code=SOLUTION, kl_divergence=forged, earlier=KL_FAILED,
+                         **numbers).passed

@@ -360,6 +360,8 @@ def test_the_choice_is_marked_with_the_key_only_when_graded():
 # --- errors carried forward from performance_gap_recovered ---------------------------------------------------
 
 PERCENT = pgr_returning("100 * (s - w) / (c - w)")
+#: What the grader passes on: test_performance_gap_recovered was judged before, and failed.
+PGR_FAILED = {"test_performance_gap_recovered": False}
 
 
 def own_function(source: str):
@@ -369,11 +371,15 @@ def own_function(source: str):
 @pytest.mark.usefixtures("recorded_digits")
 def test_pgr_digits_computed_with_a_wrong_function_is_carried_forward():
     percent = own_function(PERCENT)
-    carried = judge_answers(AID, "test_pgr_digits", pgr_digits=100 * DIGITS_PGR, performance_gap_recovered=percent)
+    carried = judge_answers(AID, "test_pgr_digits", pgr_digits=100 * DIGITS_PGR, performance_gap_recovered=percent,
+                            earlier=PGR_FAILED)
     assert carried.passed and "errors carried forward" in carried.message, carried.message
     # Without the student's function the same number is the percentage mistake.
     assert_wrong(judge_answers(AID, "test_pgr_digits", pgr_digits=100 * DIGITS_PGR,
-                               performance_gap_recovered=own_function(PGR)), "percentage")
+                               performance_gap_recovered=own_function(PGR), earlier=PGR_FAILED), "percentage")
+    # A function that passed its own test excuses nothing.
+    assert_wrong(judge_answers(AID, "test_pgr_digits", pgr_digits=100 * DIGITS_PGR, performance_gap_recovered=percent,
+                               earlier={"test_performance_gap_recovered": True}), "percentage")
 
 
 def test_the_recorded_counts_are_the_digits_accuracies():
@@ -397,11 +403,11 @@ def seed_pgrs(labels: str, function=judge_module.pgr) -> list[float]:
     return [function(*run) for run in RECORDED_RUNS[labels]]
 
 
-def soft_vs_hard(soft, hard, graded: bool = True, function=None):
+def soft_vs_hard(soft, hard, graded: bool = True, function=None, earlier=None):
     answers = {"pgr_soft_seeds": soft, "pgr_hard_seeds": hard}
     if function is not None:
         answers["performance_gap_recovered"] = function
-    return judge_answers(AID, "test_pgr_soft_vs_hard", graded=graded, **answers)
+    return judge_answers(AID, "test_pgr_soft_vs_hard", graded=graded, earlier=earlier, **answers)
 
 
 @pytest.mark.usefixtures("recorded_label_runs")
@@ -425,11 +431,12 @@ def test_per_seed_pgrs_are_judged_against_the_rerun():
 def test_per_seed_pgrs_of_a_wrong_function_are_carried_forward():
     percent = own_function(PERCENT)
     soft, hard = seed_pgrs("soft", percent), seed_pgrs("hard", percent)
-    carried = soft_vs_hard(soft, hard, function=percent)
+    carried = soft_vs_hard(soft, hard, function=percent, earlier=PGR_FAILED)
     assert carried.passed and "errors carried forward" in carried.message, carried.message
-    assert_wrong(soft_vs_hard(soft, hard, function=own_function(PGR)), "percentage")
+    assert_wrong(soft_vs_hard(soft, hard, function=own_function(PGR), earlier=PGR_FAILED), "percentage")
+    assert_wrong(soft_vs_hard(soft, hard, function=percent), "percentage")  # its test not failed: no excuse
     # Carrying forward excuses only what the function gives: one other wrong number still fails.
-    assert_wrong(soft_vs_hard(soft[:5] + [0.9], hard, function=percent), "pgr_soft_seeds[5]")
+    assert_wrong(soft_vs_hard(soft[:5] + [0.9], hard, function=percent, earlier=PGR_FAILED), "pgr_soft_seeds[5]")
 
 
 def test_the_student_kernel_checks_only_the_format_of_the_per_seed_pgrs():

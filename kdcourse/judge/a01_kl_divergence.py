@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from .items import Answer, Call, Context, Item, Results
-from .matching import carried_forward, diagnose, expect_close, expected_clause, fmt, own_results
+from .matching import carried_forward, carried_results, diagnose, expect_close, expected_clause, fmt
 from .static import forbid_delegation
 from .values import as_array, as_number, check_choice_format, choice_item, judge_choice
 from .verdict import Wrong
@@ -221,7 +221,7 @@ def _judge_replica(results: Results, context: Context) -> str:
     choice = check_choice_format(results.value("best_replica"), ["A", "B", "C"], "best_replica")
     carried = []
     if context.full:
-        own = own_results(results.calls.get("kl_divergence", []))
+        own = carried_results(results, context, "kl_divergence", "test_kl_divergence")
         carried = [name for name, output in REPLICAS.items()
                    if _judge_kl_number(numbers[name], name, REFERENCE, output, own)]
         judge_choice(choice, context.key("best_replica"), "best_replica")
@@ -232,7 +232,7 @@ def _judge_asymmetry(results: Results, context: Context) -> str:
     kl_pq, kl_qp = _kl_number(results, "kl_pq"), _kl_number(results, "kl_qp")
     carried = []
     if context.full:
-        own = own_results(results.calls.get("kl_divergence", []))
+        own = carried_results(results, context, "kl_divergence", "test_kl_divergence")
         carried = [name for name, value, p, q in (("kl_pq", kl_pq, ASYMMETRY_P, ASYMMETRY_Q),
                                                   ("kl_qp", kl_qp, ASYMMETRY_Q, ASYMMETRY_P))
                    if _judge_kl_number(value, name, p, q, own)]

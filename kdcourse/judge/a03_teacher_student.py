@@ -30,7 +30,7 @@ from kdcourse.answers.plain import Value
 from kdcourse.answers.scenarios import flat_parameters, stale_gradients, tiny_scenario
 
 from .items import Answer, Call, Context, Item, Results, Step
-from .matching import carried_forward, close, expected_clause, own_results
+from .matching import carried_forward, carried_results, close, expected_clause
 from .static import forbid_delegation
 from .values import as_numbers, choice_item, require_answered
 from .verdict import Wrong
@@ -402,7 +402,8 @@ def _judge_pgr_digits(results: Results, context: Context) -> str:
     expected = pgr(weak, transferred, ceiling)
     if close(number, expected, rtol=1e-6, atol=1e-9):
         return "pgr_digits: checks passed"
-    own = own_results(results.calls.get("performance_gap_recovered", [])).get(tuple(_accuracies(DIGITS_COUNTS)))
+    own = carried_results(results, context, "performance_gap_recovered", "test_performance_gap_recovered").get(
+        tuple(_accuracies(DIGITS_COUNTS)))
     if carried_forward(number, expected, own, rtol=1e-6, atol=1e-9):
         return "pgr_digits: checks passed" + CARRIED.format(what="pgr_digits")
     message = pgr_diagnosis(number, weak, transferred, ceiling)
@@ -457,7 +458,7 @@ def _judge_soft_vs_hard(results: Results, context: Context) -> str:
     if not context.full:
         return "soft against hard labels: answers recorded"
     runs = pseudo_label_accuracies()
-    own = own_results(results.calls.get("performance_gap_recovered", []))
+    own = carried_results(results, context, "performance_gap_recovered", "test_performance_gap_recovered")
     carried = [name for name, numbers, labels, other in (("pgr_soft_seeds", soft, "soft", "hard"),
                                                           ("pgr_hard_seeds", hard, "hard", "soft"))
                if _judge_seed_pgrs(numbers, name, runs[labels], runs[other],

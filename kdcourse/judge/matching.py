@@ -15,7 +15,7 @@ import numpy as np
 
 from .verdict import Wrong
 
-__all__ = ["close", "diagnose", "expect_close", "expected_clause", "fmt", "carried_forward", "own_results"]
+__all__ = ["close", "diagnose", "expect_close", "expected_clause", "fmt", "carried_forward", "own_results", "carried_results"]
 
 Variant = tuple[Any, str]
 
@@ -82,6 +82,18 @@ def own_results(calls: Iterable[Any]) -> dict[tuple, Any]:
         if np.isfinite(number).all():
             results[_key(call.args)] = number.reshape(()) if number.size == 1 else number
     return results
+
+
+def carried_results(results: Any, context: Any, function: str, test: str) -> dict[tuple, Any]:
+    """:func:`own_results` of the student's ``function``, only where its mistakes may be carried forward.
+
+    That is when the function's own test ``test`` was judged earlier in the same notebook and failed: the
+    mistake has been charged once. A function that passed its test earns no excuse, so one that is right on
+    the test's inputs and returns made-up numbers on a later question's cannot excuse those numbers.
+    """
+    if context.earlier.get(test) is not False:
+        return {}
+    return own_results(results.calls.get(function, []))
 
 
 def _key(args: Any) -> Any:
