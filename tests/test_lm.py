@@ -199,8 +199,12 @@ def test_training_on_text_lowers_held_out_cross_entropy(splits):
 def test_the_teacher_recipe_reproduces_the_shipped_checkpoint(teacher, splits):
     remade = make_teacher()
     shipped = teacher.state_dict()
+    # Another CPU's vectorised kernels round float32 differently, and 800 Adam steps carry that along: on a
+    # second machine the remade weights differ from the shipped ones by at most 5e-5 (39 of 36,864 entries of
+    # one matrix above 1e-5). A wrong recipe moves them by orders of magnitude more; the loss check below is
+    # the behavioural one.
     for name, value in remade.state_dict().items():
-        torch.testing.assert_close(value, shipped[name], rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(value, shipped[name], rtol=1e-4, atol=2e-4, msg=lambda m, n=name: f"{n}: {m}")
     assert evaluate_language_model(remade, splits.validation).cross_entropy == pytest.approx(
         evaluate_language_model(teacher, splits.validation).cross_entropy, abs=1e-4)
 
