@@ -116,6 +116,21 @@ def test_export_agrees_with_gradebook_and_status_store(graded_class):
     assert "grading machinery" in flagged["monkeypatched_checker"]
 
 
+def test_a_graders_comment_is_exported_with_its_question(graded_class):
+    from nbgrader.api import Gradebook
+
+    course = graded_class["course"]
+    with Gradebook(course.db_url, course.course_id) as gb:
+        comment = gb.find_comment("explain_asymmetry", AID, AID, "solution")
+        comment.manual_comment = "Right direction,\nbut say which argument is sampled."
+        gb.db.commit()
+    csv_path, _png = export(course, log=lambda *_: None)
+    with open(csv_path, encoding="utf-8") as fh:
+        rows = {row["student"]: row for row in csv.DictReader(fh)}
+    assert rows["solution"]["comments"] == "explain_asymmetry: Right direction, but say which argument is sampled."
+    assert rows["blank"]["comments"] == ""
+
+
 def test_regrading_is_identical_and_keeps_manual_grades(graded_class):
     from nbgrader.api import Gradebook
 

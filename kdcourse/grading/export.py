@@ -1,5 +1,5 @@
-"""``kdcourse export``: grades as CSV (one row per student and assignment, one column per question)
-and a PNG histogram of the scores of each assignment."""
+"""``kdcourse export``: grades as CSV (one row per student and assignment, one column per question, and
+the comments graders wrote in the formgrader) and a PNG histogram of the scores of each assignment."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .scores import SubmissionScores, read_scores
 from .status import StatusStore
 
 FIXED_COLUMNS = ["assignment", "student", "score", "max_score", "auto_score", "auto_max_score", "status",
-                 "needs_manual_grade", "reasons"]
+                 "needs_manual_grade", "reasons", "comments"]
 
 
 def export_rows(course: Course, assignments=None) -> tuple[list[str], list[dict], list[SubmissionScores]]:
@@ -37,10 +37,15 @@ def export_rows(course: Course, assignments=None) -> tuple[list[str], list[dict]
                "max_score": _num(s.max_score), "auto_score": _num(s.auto_score),
                "auto_max_score": _num(s.auto_max), "status": status.status if status else "not autograded",
                "needs_manual_grade": str(s.needs_manual_grade).lower(),
-               "reasons": "; ".join(status.reasons) if status else ""}
+               "reasons": "; ".join(status.reasons) if status else "", "comments": comments_cell(s.comments)}
         row.update({f"q:{k}": _num(v) for k, v in s.questions.items()})
         rows.append(row)
     return FIXED_COLUMNS + questions, rows, scores
+
+
+def comments_cell(comments: dict[str, str]) -> str:
+    """The graders' comments of one submission in one cell: ``<grade_id>: <comment>``, joined by `` | ``."""
+    return " | ".join(f"{key}: {' '.join(text.split())}" for key, text in comments.items())
 
 
 def _num(x: float) -> str:

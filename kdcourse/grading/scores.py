@@ -22,6 +22,7 @@ class SubmissionScores(OfSubmission):
     needs_manual_grade: bool
     questions: dict[str, float] = field(default_factory=dict)  # "<notebook>:<grade_id>" -> score
     question_max: dict[str, float] = field(default_factory=dict)
+    comments: dict[str, str] = field(default_factory=dict)  # "<notebook>:<grade_id>" -> a grader's comment
 
 
 def read_scores(course: Course, assignments=None, gb=None) -> list[SubmissionScores]:
@@ -53,6 +54,10 @@ def read_scores(course: Course, assignments=None, gb=None) -> list[SubmissionSco
                         row.auto_score += float(grade.auto_score or 0.0)
                         row.auto_max += float(grade.max_score)
                     row.needs_manual_grade |= bool(grade.needs_manual_grade)
+                for comment in sorted(notebook.comments, key=lambda c: c.name):
+                    if (comment.manual_comment or "").strip():
+                        key = comment.name if len(submission.notebooks) == 1 else f"{notebook.name}:{comment.name}"
+                        row.comments[key] = comment.manual_comment.strip()
             rows.append(row)
     return rows
 
