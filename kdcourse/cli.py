@@ -105,7 +105,8 @@ def _add_lab(commands) -> None:
                           help="the lecture notebooks")
     p.add_argument("--port", type=int, default=8888, help="port on 127.0.0.1 (default 8888)")
     p.add_argument("--root", type=Path, default=None,
-                   help="the student workspace (default ~/kdcourse-student) or the lectures folder")
+                   help="the student workspace (default ~/kdcourse-student), the lectures folder, or for "
+                        "--instructor a course repository (grading/ and notebooks/assignments/; default this one)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
 
 

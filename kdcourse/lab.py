@@ -4,9 +4,11 @@
   (``kdcourse release`` is run first when a release is missing); the server's root is that workspace, so
   no solution is in reach of its file browser. Notebooks already in the workspace are never overwritten:
   they hold the student's work.
-* ``--instructor``: the server's root is the repository, and nbgrader's formgrader reads the course's
-  ``grading/nbgrader_config.py`` (the folder is put on ``JUPYTER_CONFIG_PATH``), so the formgrader lists the
-  assignments without nbgrader's "local config" option; the course's exchange folder is created.
+* ``--instructor``: the server's root is the repository (or the course repository ``--root`` names: a
+  folder with ``grading/`` and ``notebooks/assignments/``, such as one term's copy of the course), and
+  nbgrader's formgrader reads its ``grading/nbgrader_config.py`` (the folder is put on
+  ``JUPYTER_CONFIG_PATH``), so the formgrader lists the assignments without nbgrader's "local config"
+  option; the course's exchange folder is created.
 * ``--lectures``: the lectures folder (``notebooks/lectures`` unless ``--root`` names another).
 
 The URL, with its token, is printed before JupyterLab starts. Jupyter refuses to run as root unless told
@@ -23,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdcourse.paths import find_repo_root
+from kdcourse.paths import find_repo_root, is_repo_root
 
 __all__ = ["AUDIENCES", "LabPlan", "plan_lab", "student_workspace", "ensure_exchange", "run_lab"]
 
@@ -101,7 +103,8 @@ def plan_lab(audience: str, repo: Path, port: int = 8888, token: str | None = No
     token : str, optional
         Default: a fresh random token.
     root : Path, optional
-        The workspace (``student``) or lectures folder (``lectures``); not used by ``instructor``.
+        The workspace (``student``), the lectures folder (``lectures``), or a course repository
+        (``instructor``: a folder with ``grading/`` and ``notebooks/assignments/``; default ``repo``).
     open_browser : bool, default=True
     as_root : bool, optional
         Whether the server runs as root (default: ask the operating system).
@@ -109,7 +112,7 @@ def plan_lab(audience: str, repo: Path, port: int = 8888, token: str | None = No
     Raises
     ------
     ValueError
-        For an unknown audience, or ``root`` given for ``instructor``.
+        For an unknown audience, or an instructor ``root`` that is not a course repository.
     """
     if audience not in AUDIENCES:
         raise ValueError(f"audience must be one of {AUDIENCES} (got {audience!r})")
@@ -121,10 +124,11 @@ def plan_lab(audience: str, repo: Path, port: int = 8888, token: str | None = No
                                                                  os.environ.get("PATH")) if p)}
     notes: list[str] = []
     if audience == "instructor":
-        if root is not None:
-            raise ValueError("--root is for --student and --lectures; the instructor's root is the repository")
-        root_dir = repo
-        grading = str(repo / "grading")
+        root_dir = (root or repo).resolve()
+        if not is_repo_root(root_dir):
+            raise ValueError(f"--root for --instructor must be a course repository (holding grading/ and "
+                             f"notebooks/assignments/); {root_dir} is not")
+        grading = str(root_dir / "grading")
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (grading, os.environ.get("JUPYTER_CONFIG_PATH")) if p)
         notes.append("the formgrader reads grading/nbgrader_config.py: Nbgrader → Formgrader lists the assignments")
     elif audience == "student":
@@ -145,11 +149,15 @@ def plan_lab(audience: str, repo: Path, port: int = 8888, token: str | None = No
 def run_lab(audience: str, port: int = 8888, root: Path | None = None, open_browser: bool = True) -> int:
     """Prepare the folders of ``audience``, print the URL and run JupyterLab until it stops; its exit code."""
     repo = find_repo_root()
-    plan = plan_lab(audience, repo, port=port, root=root, open_browser=open_browser)
+    try:
+        plan = plan_lab(audience, repo, port=port, root=root, open_browser=open_browser)
+    except ValueError as exc:
+        print(f"kdcourse lab: {exc}", file=sys.stderr)
+        return 2
     if audience == "student":
         student_workspace(repo, plan.root_dir)
     if audience == "instructor":
-        ensure_exchange(repo / "grading")
+        ensure_exchange(plan.root_dir / "grading")
     print(f"kdcourse lab: open {plan.url}", flush=True)
     print(f"kdcourse lab: {audience} view of {plan.root_dir}", flush=True)
     for note in plan.notes:

@@ -46,10 +46,19 @@ def test_each_audience_gets_its_folder():
     env = plan_lab("instructor", REPO).env
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[0] == str(REPO / "grading")
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)  # nbgrader runs alembic by name
-    with pytest.raises(ValueError, match="--root is for --student and --lectures"):
+    with pytest.raises(ValueError, match="must be a course repository"):
         plan_lab("instructor", REPO, root=Path("/tmp"))
     with pytest.raises(ValueError, match="audience must be one of"):
         plan_lab("teacher", REPO)
+
+
+def test_an_instructor_root_is_another_course_repository(tmp_path):
+    (tmp_path / "grading").mkdir()
+    (tmp_path / "notebooks" / "assignments").mkdir(parents=True)
+    plan = plan_lab("instructor", REPO, root=tmp_path, as_root=False)
+    assert plan.root_dir == tmp_path.resolve()
+    assert f"--ServerApp.root_dir={tmp_path.resolve()}" in plan.argv
+    assert plan.env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[0] == str(tmp_path.resolve() / "grading")
 
 
 def test_the_command_line_needs_an_audience():
