@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ from pathlib import Path
 import pytest
 
 from kdcourse.paths import find_repo_root
+
+from fixtures.ports import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -101,13 +102,6 @@ class Lab:
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the server's output (for failure messages)."""
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def lab_environment(folder: Path) -> dict[str, str]:

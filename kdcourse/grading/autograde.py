@@ -2,8 +2,9 @@
 
 1. each submission is copied to the work area (:mod:`kdcourse.grading.staging`), never graded in place;
 2. the copies are autograded by a pool of worker processes (:mod:`kdcourse.grading.workers`), each with
-   one nbgrader API; every kernel runs in the sandbox and every verdict comes from the trusted judge
-   (:mod:`kdcourse.grading.adapter`);
+   one nbgrader API -- or, with ``scheduler``, by the workers of a Dask cluster
+   (:mod:`kdcourse.grading.cluster`), whose results are recorded here; every kernel runs in the sandbox
+   and every verdict comes from the trusted judge (:mod:`kdcourse.grading.adapter`);
 3. this process -- which no kernel can reach -- holds the gradebook: it records each submission's
    status (:mod:`kdcourse.grading.status`), flags what cannot be graded or needs a look, and reports by
    student and reason. A gradebook error is reported for that submission; the run goes on.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .course import Course, CourseError, Submission
+from .course import Course, CourseError, Submission, redacted_url
 from .settings import DEFAULT_TIMEOUTS, Timeouts
 from .staging import STAGING_DIR, stage
 from .status import Status, StatusStore, failure_reason, flag_submission
@@ -30,7 +31,7 @@ def expected_notebooks(gb, course: Course, assignment: str) -> list[str]:
     try:
         return [f"{nb.name}.ipynb" for nb in gb.find_assignment(assignment).notebooks]
     except MissingEntry:
-        raise CourseError(f"{assignment} is not in the gradebook {course.db_url}: "
+        raise CourseError(f"{assignment} is not in the gradebook {redacted_url(course.db_url)}: "
                           f"run `kdcourse release {assignment}` first") from None
 
 
@@ -63,16 +64,41 @@ def _progress(total: int, enabled: bool):
                 dynamic_ncols=True)
 
 
+def ensure_students(gb, students) -> None:
+    """Add the ``students`` missing from the open gradebook ``gb`` in one transaction, before grading.
+
+    Graders working at once (on different assignments) would otherwise race to create the same student;
+    a student another grader adds meanwhile is no error.
+    """
+    from nbgrader.api import InvalidEntry, Student
+    from sqlalchemy.exc import IntegrityError
+
+    missing = sorted(set(students) - {s.id for s in gb.students})
+    if not missing:
+        return
+    try:
+        gb.db.add_all([Student(id=student) for student in missing])
+        gb.db.commit()
+    except IntegrityError:
+        gb.db.rollback()
+        for student in missing:
+            try:
+                gb.update_or_create_student(student)
+            except InvalidEntry:  # created by another grader between the look-up and the insert
+                gb.db.rollback()
+
+
 class _Recorder:
     """The one gradebook session of a run: statuses and flags, written as each submission finishes."""
 
-    def __init__(self, course: Course, log):
+    def __init__(self, course: Course, log, students=()):
         from .adapter.api import open_gradebook
 
         self.course, self.log = course, log
         self.gb = open_gradebook(course)
         self.store = StatusStore(self.gb.engine)
         self.unrecorded: list[str] = []
+        ensure_students(self.gb, students)
 
     def close(self) -> None:
         self.gb.close()
@@ -103,20 +129,24 @@ def _apply(status: Status, result: TaskResult, bad_notebooks: list[str]) -> list
 
 def autograde(course: Course, assignments=None, students=None, jobs: int | None = None,
               timeouts: Timeouts = DEFAULT_TIMEOUTS, progress: bool = True, log=print,
-              unsafe_no_sandbox: bool = False) -> list[Status]:
+              unsafe_no_sandbox: bool = False, scheduler: str | None = None) -> list[Status]:
     """Autograde every submission of ``assignments`` (all) by ``students`` (all who submitted).
+
+    ``scheduler``: the address of a Dask scheduler (``tcp://HOST:PORT``) whose workers grade, one task per
+    submission; ``jobs`` is then not used. Default: ``jobs`` local grading processes.
 
     Returns one :class:`~kdcourse.grading.status.Status` per submission, also kept in the status store.
 
     Raises
     ------
     CourseError
-        An unknown assignment or student, an assignment not released yet, or no sandbox (see
-        :func:`require_sandbox`).
+        An unknown assignment or student, an assignment not released yet, no sandbox (see
+        :func:`require_sandbox`; with ``scheduler``, on a worker), or a cluster that cannot grade.
     """
     from .adapter.api import ensure_tools_on_path, quiet_sqlalchemy
 
-    require_sandbox(unsafe_no_sandbox)
+    if scheduler is None:
+        require_sandbox(unsafe_no_sandbox)
     ensure_tools_on_path()
     quiet_sqlalchemy()
     jobs = jobs or default_jobs()
@@ -128,14 +158,33 @@ def autograde(course: Course, assignments=None, students=None, jobs: int | None 
     if not chosen:
         log("nothing to grade: no submissions in " + str(course.root / "submitted"))
         return []
-    recorder = _Recorder(course, log)
+    cluster = None
+    if scheduler is not None:
+        from .cluster import connect
+
+        cluster = connect(scheduler, log=log, unsafe_no_sandbox=unsafe_no_sandbox)
     try:
-        return _grade(course, recorder, chosen, jobs, timeouts, progress, log, unsafe_no_sandbox)
+        recorder = _Recorder(course, log, students=[s.student for s in chosen])
+        try:
+            if cluster is None:
+                def run(tasks, on_result):
+                    run_tasks(course, tasks, jobs, timeouts, STAGING_DIR, on_result, unsafe_no_sandbox=unsafe_no_sandbox)
+            else:
+                def run(tasks, on_result):
+                    cluster.run(course, tasks, timeouts, on_result, unsafe_no_sandbox=unsafe_no_sandbox)
+            statuses = _grade(course, recorder, chosen, run, progress, log, unsafe_no_sandbox)
+        finally:
+            recorder.close()
     finally:
-        recorder.close()
+        if cluster is not None:
+            cluster.close()
+    if cluster is not None:
+        log(cluster.summary())
+    return statuses
 
 
-def _grade(course, recorder, chosen, jobs, timeouts, progress, log, unsafe_no_sandbox) -> list[Status]:
+def _grade(course, recorder, chosen, run, progress, log, unsafe_no_sandbox) -> list[Status]:
+    """Stage ``chosen``, grade what nbgrader can open with ``run(tasks, on_result)``, record and report."""
     statuses: dict[Submission, Status] = {}
     bad: dict[Submission, list[str]] = {}
     tasks: list[Submission] = []
@@ -163,7 +212,7 @@ def _grade(course, recorder, chosen, jobs, timeouts, progress, log, unsafe_no_sa
 
     try:
         if tasks:
-            run_tasks(course, tasks, jobs, timeouts, STAGING_DIR, on_result, unsafe_no_sandbox=unsafe_no_sandbox)
+            run(tasks, on_result)
     finally:
         bar.close()
     ordered = [statuses[key] for key in sorted(statuses)]

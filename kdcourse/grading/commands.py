@@ -26,7 +26,11 @@ def _course_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _grading_options(parser: argparse.ArgumentParser, defaults: Timeouts) -> None:
-    parser.add_argument("--jobs", type=int, default=None, help="parallel grading workers (default: CPU cores)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="parallel grading workers on this machine (default: CPU cores; not used with --scheduler)")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                        help="grade on the workers of this Dask scheduler, one task per submission; the gradebook "
+                             "is written here (README: Grading on a cluster)")
     parser.add_argument("--cell-timeout", type=int, default=defaults.cell,
                         help=f"seconds per cell before the kernel is interrupted (default {defaults.cell})")
     parser.add_argument("--submission-timeout", type=int, default=defaults.submission,
@@ -107,7 +111,8 @@ def _run(args) -> int:
 
         statuses = autograde(course, [args.assignment] if args.assignment else None, args.student,
                              jobs=args.jobs, timeouts=_timeouts(args, DEFAULT_TIMEOUTS),
-                             progress=not args.no_progress, unsafe_no_sandbox=args.unsafe_no_sandbox)
+                             progress=not args.no_progress, unsafe_no_sandbox=args.unsafe_no_sandbox,
+                             scheduler=args.scheduler)
         flagged = sum(s.status == "flagged" for s in statuses)
         print(f"autograde: {len(statuses)} submission(s), {flagged} flagged for review")
     elif args.command == "feedback":
@@ -126,13 +131,14 @@ def _run(args) -> int:
         from .simulation.verify import verify
 
         checks, problems = verify(course, args.assignments, jobs=args.jobs, timeouts=_timeouts(args, DEFAULT_TIMEOUTS),
-                                  keep=args.keep, unsafe_no_sandbox=args.unsafe_no_sandbox)
+                                  keep=args.keep, unsafe_no_sandbox=args.unsafe_no_sandbox, scheduler=args.scheduler)
         return 0 if all(c.ok for c in checks) and not problems else 1
     elif args.command == "demo":
         from .simulation.demo import demo
 
         ok = demo(course, args.out, jobs=args.jobs, timeouts=_timeouts(args, DEMO_TIMEOUTS), bad_on=args.bad_on,
-                  progress=not args.no_progress, unsafe_no_sandbox=args.unsafe_no_sandbox)
+                  progress=not args.no_progress, unsafe_no_sandbox=args.unsafe_no_sandbox,
+                  scheduler=args.scheduler)
         return 0 if ok else 1
     return 0
 

@@ -10,7 +10,12 @@ A course has four places:
   budget, the answer key of the trusted judge, hidden test inputs, sandbox limits and the misconception
   submissions that ``kdcourse verify`` grades;
 * ``settings_file`` -- the course-wide settings (``grading/course.toml``): the sandbox limits every
-  assignment starts from.
+  assignment starts from, and optionally the gradebook's database (``[gradebook] url``).
+
+The gradebook is a SQLAlchemy URL (:attr:`Course.db_url`): the course's own ``gradebook_url`` when it has one
+(a throw-away course, a worker's private copy), else ``KDCOURSE_DB_URL``, else ``url`` in the ``[gradebook]``
+table of the settings file, else SQLite in the root. PostgreSQL (``postgresql+psycopg://user@host/db``) is the
+database for several graders at once; SQLite is the embedded default.
 
 A submission is named by :class:`Submission` ``(assignment, student)``, in nbgrader's order, everywhere.
 """
@@ -29,7 +34,11 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = ["CourseError", "Submission", "OfSubmission", "Misconception", "AssignmentSpec", "Course", "parse_spec",
-           "check_student_id", "STUDENT_ID_RULE", "format_timestamp", "relative_or_absolute"]
+           "check_student_id", "STUDENT_ID_RULE", "format_timestamp", "relative_or_absolute", "embedded_db_url",
+           "redacted_url", "DB_URL_VARIABLE"]
+
+#: The environment variable that names the gradebook database (a SQLAlchemy URL).
+DB_URL_VARIABLE = "KDCOURSE_DB_URL"
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The student-id rule in words (collect, simulated submissions and the CLI all apply it).
@@ -137,15 +146,36 @@ def _read_toml(path: Path) -> dict:
         raise CourseError(f"{path}: invalid TOML ({exc})") from exc
 
 
+def embedded_db_url(root: Path) -> str:
+    """The SQLite gradebook ``<root>/gradebook.db`` (a writer waits up to 60 s for another's lock)."""
+    return f"sqlite:///{Path(root) / 'gradebook.db'}?timeout=60"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***`` (for messages)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<a malformed database URL>"
+
+
 @dataclass(frozen=True)
 class Course:
-    """Paths of one course; every path is absolute."""
+    """Paths of one course; every path is absolute.
+
+    ``gradebook_url``: the gradebook's SQLAlchemy URL for this course only (wins over ``KDCOURSE_DB_URL``
+    and the settings file); empty by default.
+    """
 
     root: Path
     source_dir: Path
     spec_dir: Path
     course_id: str = "kdcourse"
     settings_file: Path | None = None
+    gradebook_url: str = ""
 
     def __post_init__(self):
         for name in ("root", "source_dir", "spec_dir"):
@@ -165,10 +195,15 @@ class Course:
         return cls(root=root or repo / "grading", source_dir=repo / "notebooks" / "assignments",
                    spec_dir=repo / "grading" / "assignments", settings_file=repo / "grading" / "course.toml")
 
-    def with_root(self, root: Path) -> Course:
-        """The same course (sources, instructor files, settings) graded in another root folder."""
+    def with_root(self, root: Path, gradebook_url: str | None = None) -> Course:
+        """The same course (sources, instructor files, settings) graded in another root folder.
+
+        ``gradebook_url``: its gradebook (default: the same rule as this course's); a throw-away course
+        passes ``embedded_db_url(root)`` so that it never writes into a configured database.
+        """
         return Course(root=root, source_dir=self.source_dir, spec_dir=self.spec_dir, course_id=self.course_id,
-                      settings_file=self.settings_file)
+                      settings_file=self.settings_file,
+                      gradebook_url=self.gradebook_url if gradebook_url is None else gradebook_url)
 
     # -- layout ------------------------------------------------------------------------------
     @property
@@ -177,8 +212,25 @@ class Course:
 
     @property
     def db_url(self) -> str:
-        """The gradebook: ``KDCOURSE_DB_URL`` when set, else SQLite in the root (waits up to 60 s for a lock)."""
-        return os.environ.get("KDCOURSE_DB_URL") or f"sqlite:///{self.db_path}?timeout=60"
+        """The gradebook's SQLAlchemy URL: ``gradebook_url``, else ``KDCOURSE_DB_URL``, else ``[gradebook] url``
+        of the settings file, else SQLite in the root (:func:`embedded_db_url`).
+
+        Raises
+        ------
+        CourseError
+            The settings file's ``[gradebook]`` table is malformed.
+        """
+        if self.gradebook_url:
+            return self.gradebook_url
+        if os.environ.get(DB_URL_VARIABLE):
+            return os.environ[DB_URL_VARIABLE]
+        table = self.settings().get("gradebook", {})
+        if not isinstance(table, dict) or set(table) - {"url"}:
+            raise CourseError(f"{self.settings_file}: [gradebook] may only hold url = \"<SQLAlchemy URL>\"")
+        url = table.get("url", "")
+        if not isinstance(url, str):
+            raise CourseError(f"{self.settings_file}: [gradebook] url must be a string, got {type(url).__name__}")
+        return url or embedded_db_url(self.root)
 
     def folder(self, step: str, submission: Submission) -> Path:
         """``<root>/<step>/<student>/<assignment>`` of a submission (``step``: submitted, autograded, ...)."""

@@ -132,6 +132,18 @@ def _table(metadata):
                  Column("graded_at", String(40), nullable=False))
 
 
+def _create_once(table, engine) -> None:
+    """Create ``table`` unless it exists; another grader creating it at the same moment is no error."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        table.create(engine, checkfirst=True)
+    except DBAPIError:  # PostgreSQL: "duplicate key ... pg_type"; SQLite: "table ... already exists"
+        if not inspect(engine).has_table(table.name):
+            raise
+
+
 class StatusStore:
     """The status of every graded submission, in the gradebook database (table :data:`STATUS_TABLE`).
 
@@ -146,7 +158,7 @@ class StatusStore:
 
         self.engine = engine
         self.table = _table(MetaData())
-        self.table.create(engine, checkfirst=True)
+        _create_once(self.table, engine)
 
     def write(self, status: Status) -> None:
         """Insert or replace the row of ``status.submission``."""

@@ -4,7 +4,12 @@ Each worker imports nbgrader once and then autogrades one submission at a time, 
 start-up cost of the ``nbgrader`` CLI is paid once per worker. The watchdog lives in the parent process,
 which no kernel can see or signal (every kernel runs in its own PID namespace). A task that runs past
 its wall-clock limit gets its worker and that worker's sandboxed kernel killed (the whole process tree
-is collected); a replacement worker is started and the pool carries on.
+is collected); a replacement worker is started and the pool carries on. A grading process whose parent
+dies is killed by the kernel (Linux), and its sandboxed kernel with it.
+
+:func:`run_tasks` runs the pool on this machine; :class:`GradingProcess` is one such worker kept for many
+submissions, graded one at a time under the same watchdog (what a Dask worker of
+:mod:`kdcourse.grading.remote` uses).
 """
 
 from __future__ import annotations
@@ -22,12 +27,29 @@ from kdcourse.execution import kernel_environment
 from .course import Course, Submission
 from .settings import Timeouts
 
-__all__ = ["TaskResult", "run_tasks"]
+__all__ = ["TaskResult", "GradingProcess", "run_tasks"]
 
 LOG_TAIL = 20_000
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (``PR_SET_PDEATHSIG``); elsewhere do nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _worker_main(conn, course: Course, timeouts: Timeouts, submitted_directory: str, unsafe_no_sandbox: bool) -> None:
+    _die_with_parent()
     os.environ.update(kernel_environment())
     # kernels inherit the worker's stdout/stderr: send their chatter to a log file, not the terminal
     log_dir = course.root / submitted_directory
@@ -94,6 +116,7 @@ class _Worker:
         child.close()
         self.task = None
         self.started = 0.0
+        self.killed = False
 
     def give(self, task):
         self.task = task
@@ -111,14 +134,96 @@ class _Worker:
         self.conn.close()
 
     def kill(self):
+        self.killed = True
         _kill_tree(self.process.pid)
         self.process.join(timeout=10)
         self.conn.close()
 
+    def poll(self, ready, limit: float) -> TaskResult | None:
+        """The result of the task given, once it finished, its process died or it ran past ``limit`` seconds
+        (then the process and its kernel are killed, and ``killed`` is set); None while it runs.
 
-def _context():
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else "spawn")
+        ``ready``: what :func:`multiprocessing.connection.wait` returned (this worker's connection and
+        sentinel, when they are ready).
+        """
+        elapsed = time.monotonic() - self.started
+        if self.conn in ready:
+            try:
+                submission, success, log, reasons, notes = self.conn.recv()
+                return TaskResult(submission, success, log, elapsed, reasons, notes)
+            except (EOFError, OSError):
+                pass
+        if self.process.sentinel in ready or not self.process.is_alive():
+            failure = f"the grading process died unexpectedly (exit code {self.process.exitcode})"
+        elif elapsed > limit:
+            failure = f"grading took longer than {limit} s; the kernel was killed"
+        else:
+            return None
+        task = self.task
+        self.kill()
+        return TaskResult(task, False, failure, elapsed, failure=failure)
+
+
+def _context(start_method: str | None = None):
+    """``start_method``'s multiprocessing context; by default fork (Linux) or spawn (elsewhere)."""
+    if start_method is None:
+        methods = mp.get_all_start_methods()
+        start_method = "fork" if "fork" in methods and sys.platform != "darwin" else "spawn"
+    ctx = mp.get_context(start_method)
+    if start_method == "forkserver":  # the server imports nbgrader once; every grading process is forked warm
+        ctx.set_forkserver_preload(["kdcourse.grading.workers", "kdcourse.grading.adapter.api", "nbgrader.apps"])
+    return ctx
+
+
+class GradingProcess:
+    """One grading process with one nbgrader API, kept to grade many submissions one at a time.
+
+    Each :meth:`grade` runs under the watchdog of :func:`run_tasks`: past ``timeouts.submission`` seconds,
+    or when the process dies, the process and its kernel are killed, the result says why
+    (``success=False``), and the next call starts a new process.
+
+    Parameters
+    ----------
+    course : Course
+        The course the process grades in (its root holds ``submitted_directory``).
+    timeouts : Timeouts
+    submitted_directory : str
+        The folder of the root that nbgrader reads submissions from.
+    unsafe_no_sandbox : bool
+    start_method : str, optional
+        The multiprocessing start method: ``"forkserver"`` where the caller runs threads (a Dask worker).
+    """
+
+    def __init__(self, course: Course, timeouts: Timeouts, submitted_directory: str,
+                 unsafe_no_sandbox: bool = False, start_method: str | None = None):
+        self.timeouts = timeouts
+        self._args = (course, timeouts, submitted_directory, unsafe_no_sandbox)
+        self._ctx = _context(start_method)
+        self._worker: _Worker | None = None
+
+    def grade(self, submission: Submission) -> TaskResult:
+        """Autograde ``submission`` (its files already in the submitted directory) and say how it went."""
+        if self._worker is not None and not self._worker.process.is_alive():
+            self._worker.kill()  # died while idle
+            self._worker = None
+        if self._worker is None:
+            self._worker = _Worker(self._ctx, *self._args)
+        worker = self._worker
+        worker.give(submission)
+        outcome = None
+        while outcome is None:
+            ready = wait([worker.conn, worker.process.sentinel], timeout=1.0)
+            outcome = worker.poll(ready, self.timeouts.submission)
+        worker.task = None
+        if worker.killed:
+            self._worker = None
+        return outcome
+
+    def close(self) -> None:
+        """Stop the process (killed if it does not stop within 10 s)."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
 
 def run_tasks(course: Course, tasks: list[Submission], jobs: int, timeouts: Timeouts,
@@ -152,29 +257,15 @@ def run_tasks(course: Course, tasks: list[Submission], jobs: int, timeouts: Time
             for i, worker in enumerate(workers):
                 if worker.task is None:
                     continue
-                elapsed = time.monotonic() - worker.started
-                outcome = None
-                if worker.conn in ready:
-                    try:
-                        submission, success, log, reasons, notes = worker.conn.recv()
-                        outcome = TaskResult(submission, success, log, elapsed, reasons, notes)
-                    except (EOFError, OSError):
-                        outcome = None
-                if outcome is None and (worker.process.sentinel in ready or not worker.process.is_alive()):
-                    failure = f"the grading process died unexpectedly (exit code {worker.process.exitcode})"
-                    outcome = TaskResult(worker.task, False, failure, elapsed, failure=failure)
-                    worker.kill()
+                outcome = worker.poll(ready, timeouts.submission)
+                if outcome is None:
+                    continue
+                worker.task = None
+                if worker.killed:
                     workers[i] = worker = new_worker()
-                elif outcome is None and elapsed > timeouts.submission:
-                    failure = f"grading took longer than {timeouts.submission} s; the kernel was killed"
-                    outcome = TaskResult(worker.task, False, failure, elapsed, failure=failure)
-                    worker.kill()
-                    workers[i] = worker = new_worker()
-                if outcome is not None:
-                    worker.task = None
-                    finish(outcome)
-                    if pending:
-                        worker.give(pending.pop(0))
+                finish(outcome)
+                if pending:
+                    worker.give(pending.pop(0))
     finally:
         for worker in workers:
             if worker.task is not None:

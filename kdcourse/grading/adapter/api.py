@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..course import Course
 from ..settings import DEFAULT_TIMEOUTS, Timeouts
-from .config import course_config
+from .config import course_config, recording_config
 
 __all__ = ["GradingError", "ensure_tools_on_path", "make_api", "checked", "quiet_sqlalchemy", "open_gradebook"]
 
@@ -48,16 +48,23 @@ def open_gradebook(course: Course):
 
 
 def make_api(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, submitted_directory: str = "submitted",
-             unsafe_no_sandbox: bool = False):
-    """An ``nbgrader.apps.NbGraderAPI`` for ``course`` with kdcourse's configuration."""
+             unsafe_no_sandbox: bool = False, record_only: bool = False):
+    """An ``nbgrader.apps.NbGraderAPI`` for ``course`` with kdcourse's configuration.
+
+    ``record_only``: its ``autograde`` runs no kernel and only records notebooks graded elsewhere
+    (:func:`~kdcourse.grading.adapter.config.recording_config`).
+    """
     ensure_tools_on_path()
     quiet_sqlalchemy()
     course.root.mkdir(parents=True, exist_ok=True)
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
-    config = course_config(course, timeouts, submitted_directory=submitted_directory,
-                           unsafe_no_sandbox=unsafe_no_sandbox)
+    if record_only:
+        config = recording_config(course, submitted_directory)
+    else:
+        config = course_config(course, timeouts, submitted_directory=submitted_directory,
+                               unsafe_no_sandbox=unsafe_no_sandbox)
     coursedir = CourseDirectory(config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)
 

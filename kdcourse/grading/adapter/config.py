@@ -14,6 +14,9 @@ with the same rules as ``kdcourse autograde``:
 * deleted grade cells are restored (``OverwriteCells.add_missing_cells``);
 * output of a cell limited to a few hundred lines; instructor files never copied into a release;
 * release stubs that name their exercise (:class:`~kdcourse.grading.stubs.NamedStubs`).
+
+:func:`recording_config` is the configuration of the instructor's side of a cluster run: nbgrader's own
+gradebook steps (:func:`recording_preprocessors`) on notebooks a worker already ran and judged; no kernel.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from traitlets.config import Config
 from ..course import Course, relative_or_absolute
 from ..settings import DEFAULT_TIMEOUTS, Timeouts
 
-__all__ = ["KERNEL_ARGUMENTS", "configure", "course_config", "release_preprocessors"]
+__all__ = ["KERNEL_ARGUMENTS", "IGNORED_FILES", "configure", "course_config", "recording_config",
+           "recording_preprocessors", "release_preprocessors"]
+
+#: Files nbgrader never copies from a source folder (instructor-only files among them).
+IGNORED_FILES = (".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.toml", "*.bak", ".DS_Store")
 
 KERNEL_ARGUMENTS = [
     "--HistoryManager.hist_file=:memory:",
@@ -47,14 +54,11 @@ def configure(c: Config, course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, 
     """
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import (
-        AssignLatePenalties,
-        CheckCellMetadata,
         ClearHiddenTests,
         ClearMarkScheme,
         GetGrades,
         IgnorePattern,
         LimitOutput,
-        SaveAutoGrades,
     )
 
     from ..sanitize import ProtectStudentMarkers, SanitizeStudentContent
@@ -85,7 +89,7 @@ def configure(c: Config, course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, 
 
     c.Autograde.autograde_preprocessors = [
         SandboxedExecute, JudgeAnswers, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+        *recording_preprocessors(),
     ]
     # what a student put into a page (outputs, markdown) is neutralised; their marker words cannot break it
     c.GenerateFeedback.preprocessors = [GetGrades, ProtectStudentMarkers, ClearHiddenTests, ClearMarkScheme,
@@ -93,9 +97,17 @@ def configure(c: Config, course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, 
     # release stubs name the exercise they stand for
     c.GenerateAssignment.preprocessors = release_preprocessors()
     # instructor-only files never travel into the student release
-    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.toml",
-                                "*.bak", ".DS_Store"]
+    c.CourseDirectory.ignore = list(IGNORED_FILES)
     return c
+
+
+def recording_preprocessors() -> list:
+    """The last steps of autograding, which write the scores into the gradebook and run no code:
+    ``SaveAutoGrades`` (each graded cell's score, from its outputs), ``AssignLatePenalties``,
+    ``CheckCellMetadata``."""
+    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+
+    return [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 
 
 def release_preprocessors() -> list:
@@ -119,4 +131,17 @@ def course_config(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, subm
     configure(c, course, timeouts, unsafe_no_sandbox=unsafe_no_sandbox)
     c.CourseDirectory.submitted_directory = submitted_directory
     c.NbGraderAPI.log_level = log_level
+    return c
+
+
+def recording_config(course: Course, submitted_directory: str, log_level: str = "WARN") -> Config:
+    """nbgrader's ``autograde`` for notebooks that were executed and judged elsewhere (a cluster worker).
+
+    Nothing is sanitised (the worker did it, from the same gradebook) and nothing runs: only
+    :func:`recording_preprocessors`, so the gradebook, the late penalties and ``autograded/`` end up as a
+    local run leaves them. ``submitted_directory`` holds the returned notebooks.
+    """
+    c = course_config(course, submitted_directory=submitted_directory, log_level=log_level)
+    c.Autograde.sanitize_preprocessors = []
+    c.Autograde.autograde_preprocessors = recording_preprocessors()
     return c

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..autograde import autograde
-from ..course import Course, CourseError
+from ..course import Course, CourseError, embedded_db_url
 from ..export import export
 from ..feedback import feedback
 from ..release import release
@@ -23,14 +23,19 @@ __all__ = ["DEMO_TIMEOUTS", "demo"]
 
 
 def demo(course: Course, out: Path | None = None, jobs: int | None = None, timeouts: Timeouts = DEMO_TIMEOUTS,
-         bad_on: str = "first", progress: bool = True, log=print, unsafe_no_sandbox: bool = False) -> bool:
-    """Run the demo in ``out`` (a new temporary folder by default); True when everything is as expected."""
+         bad_on: str = "first", progress: bool = True, log=print, unsafe_no_sandbox: bool = False,
+         scheduler: str | None = None) -> bool:
+    """Run the demo in ``out`` (a new temporary folder by default); True when everything is as expected.
+
+    The demo course has its own SQLite gradebook in ``out``, whatever database the course is configured with.
+    ``scheduler``: grade on that Dask cluster (see :func:`~kdcourse.grading.autograde.autograde`).
+    """
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="kdcourse-demo-"))
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise CourseError(f"{out} is not empty: the demo needs a fresh folder")
-    demo_course = course.with_root(out)
+    demo_course = course.with_root(out, gradebook_url=embedded_db_url(out))
     start = time.monotonic()
     aids = demo_course.select(None)
     log(f"demo course in {out} (gradebook {demo_course.db_path.name}); assignments: {', '.join(aids)}")
@@ -39,7 +44,7 @@ def demo(course: Course, out: Path | None = None, jobs: int | None = None, timeo
     students = build_class(demo_course, aids, with_bad=with_bad, stall_s=timeouts.cell + 10)
     log(f"simulated class: {len(students)} submission(s)")
     outcomes = autograde(demo_course, aids, jobs=jobs, timeouts=timeouts, progress=progress, log=log,
-                         unsafe_no_sandbox=unsafe_no_sandbox)
+                         unsafe_no_sandbox=unsafe_no_sandbox, scheduler=scheduler)
     feedback(demo_course, aids, log=log)
     csv_path, png_path = export(demo_course, log=log)
     checks = check_class(demo_course, students, outcomes)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ..autograde import autograde
-from ..course import Course
+from ..course import Course, embedded_db_url
 from ..release import release
 from ..scores import read_scores
 from ..settings import DEFAULT_TIMEOUTS, Timeouts
@@ -40,18 +40,22 @@ def points_problems(course: Course, assignments: list[str]) -> list[str]:
 
 def verify(course: Course, assignments=None, jobs: int | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS,
            workdir: Path | None = None, keep: bool = False, log=print,
-           unsafe_no_sandbox: bool = False) -> tuple[list[Check], list[str]]:
-    """Run the check; returns the per-submission checks and the points problems."""
+           unsafe_no_sandbox: bool = False, scheduler: str | None = None) -> tuple[list[Check], list[str]]:
+    """Run the check; returns the per-submission checks and the points problems.
+
+    The throw-away course has its own SQLite gradebook, whatever database the course is configured with.
+    ``scheduler``: grade on that Dask cluster (see :func:`~kdcourse.grading.autograde.autograde`).
+    """
     aids = course.select(assignments)
     for aid in aids:
         course.spec(aid)  # a missing or malformed instructor file is reported before any grading
     root = Path(tempfile.mkdtemp(prefix="kdcourse-verify-", dir=workdir))
-    scratch = course.with_root(root)
+    scratch = course.with_root(root, gradebook_url=embedded_db_url(root))
     try:
         release(scratch, aids, log=lambda *_: None)
         students: list[SimulatedStudent] = build_class(scratch, aids)
         outcomes = autograde(scratch, aids, jobs=jobs, timeouts=timeouts, log=lambda *_: None, progress=False,
-                             unsafe_no_sandbox=unsafe_no_sandbox)
+                             unsafe_no_sandbox=unsafe_no_sandbox, scheduler=scheduler)
         checks = check_class(scratch, students, outcomes)
         problems = points_problems(scratch, aids)
     finally:

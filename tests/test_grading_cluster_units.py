@@ -1,0 +1,100 @@
+"""The parts of cluster grading that need no cluster: which gradebook a course uses, what a task may carry,
+when a worker is refused, and an assignment's definition copied from one gradebook into another."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdcourse.grading.bundle import check_file_name, course_bundle, grading_job, unpack_bundle
+from kdcourse.grading.course import Course, CourseError, Submission, embedded_db_url, redacted_url
+from kdcourse.grading.remote import worker_problems
+from kdcourse.grading.settings import DEFAULT_TIMEOUTS
+
+from fixtures.grading_helpers import AID, fixture_course
+
+
+def test_the_gradebook_url_rule(tmp_path, monkeypatch):
+    settings = tmp_path / "course.toml"
+    settings.write_text('[gradebook]\nurl = "postgresql+psycopg://grader@db.example/course"\n')
+    course = Course(root=tmp_path / "root", source_dir=tmp_path, spec_dir=tmp_path, settings_file=settings)
+    monkeypatch.delenv("KDCOURSE_DB_URL", raising=False)
+    assert course.db_url == "postgresql+psycopg://grader@db.example/course"  # the settings file
+    monkeypatch.setenv("KDCOURSE_DB_URL", "postgresql+psycopg://other@host/db")
+    assert course.db_url == "postgresql+psycopg://other@host/db"  # the environment wins over the file
+    private = course.with_root(tmp_path / "scratch", gradebook_url=embedded_db_url(tmp_path / "scratch"))
+    assert private.db_url == f"sqlite:///{tmp_path / 'scratch' / 'gradebook.db'}?timeout=60"  # wins over both
+    settings.write_text("")
+    monkeypatch.delenv("KDCOURSE_DB_URL")
+    assert course.db_url == embedded_db_url(tmp_path / "root")  # the embedded default
+
+
+@pytest.mark.parametrize("table", ['[gradebook]\nurl = 3\n', '[gradebook]\nurl = "x"\npassword = "y"\n',
+                                   'gradebook = "sqlite://"\n'])
+def test_a_malformed_gradebook_table_is_named(tmp_path, monkeypatch, table):
+    monkeypatch.delenv("KDCOURSE_DB_URL", raising=False)
+    settings = tmp_path / "course.toml"
+    settings.write_text(table)
+    course = Course(root=tmp_path, source_dir=tmp_path, spec_dir=tmp_path, settings_file=settings)
+    with pytest.raises(CourseError, match=r"\[gradebook\]"):
+        _ = course.db_url
+
+
+def test_a_password_never_shows_in_a_message():
+    assert redacted_url("postgresql+psycopg://grader:s3cret@db/course") == "postgresql+psycopg://grader:***@db/course"
+    assert "s3cret" not in redacted_url("postgresql+psycopg://grader:s3cret@db/course")
+
+
+@pytest.mark.parametrize("name", ["../gradebook.db", "/etc/passwd", "a/b.ipynb", "..", ".", "", ".hidden", 7])
+def test_a_task_names_only_plain_files(name):
+    with pytest.raises(ValueError, match="not a plain file name"):
+        check_file_name(name)
+    assert check_file_name("f01_fixture.ipynb") == "f01_fixture.ipynb"
+
+
+GOOD_REPORT = {"code_digest": "abc", "nbgrader": "0.9.6", "sandbox": True, "sandbox_reason": "",
+               "daemonic": False, "folder": "/tmp/dask/w1", "folder_seen_by": ""}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"code_digest": "other"}, "other kdcourse code"),
+    ({"nbgrader": "0.9.5"}, "nbgrader 0.9.5"),
+    ({"sandbox": False, "sandbox_reason": "no bwrap"}, "install bubblewrap"),
+    ({"daemonic": True}, "DASK_DISTRIBUTED__WORKER__DAEMON=False"),
+    ({"folder_seen_by": "/usr"}, "which every sandbox sees"),
+])
+def test_an_unfit_worker_is_refused_with_its_fix(change, words):
+    assert worker_problems(GOOD_REPORT, "abc", "0.9.6", unsafe_no_sandbox=False) == []
+    problems = worker_problems({**GOOD_REPORT, **change}, "abc", "0.9.6", unsafe_no_sandbox=False)
+    assert len(problems) == 1 and words in problems[0]
+
+
+def test_a_bundle_carries_no_solution_and_no_database(tmp_path, monkeypatch):
+    """The definition read from the instructor's gradebook is written into a worker's private one unchanged;
+    no notebook source travels, and the worker's copy ignores ``KDCOURSE_DB_URL``."""
+    from kdcourse.grading.adapter.api import open_gradebook
+    from kdcourse.grading.definitions import read_definition
+    from kdcourse.grading.release import release
+
+    course = fixture_course(tmp_path / "course")
+    release(course, log=lambda *_: None)
+    with open_gradebook(course) as gb:
+        bundle = course_bundle(course, gb, [AID])
+        original = read_definition(gb, AID)
+    assert set(bundle.specs) == {f"{AID}.toml"} | ({f"{course.spec(AID).judge}.py"} & set(bundle.specs))
+    assert not any(name.endswith(".ipynb") for files in bundle.sources.values() for name in files)
+    monkeypatch.setenv("KDCOURSE_DB_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    private = unpack_bundle(bundle, tmp_path / "worker")
+    assert private.db_url.startswith("sqlite:///" + str(tmp_path / "worker"))
+    with open_gradebook(private) as gb:
+        assert read_definition(gb, AID) == original
+    job = grading_job(course.root / "release" / AID, Submission(AID, "s"), bundle.notebooks(AID), DEFAULT_TIMEOUTS,
+                      False)
+    assert set(job.files) == {f"{AID}.ipynb"}
+
+
+def test_a_bundle_refuses_an_assignment_not_released(tmp_path):
+    from kdcourse.grading.adapter.api import open_gradebook
+
+    course = fixture_course(tmp_path / "course")
+    with open_gradebook(course) as gb, pytest.raises(CourseError, match="kdcourse release"):
+        course_bundle(course, gb, [AID])
