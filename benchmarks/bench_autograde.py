@@ -5,7 +5,12 @@
 3. ``kdcourse autograde --jobs 2`` (sandboxed);
 4. with ``--cli``: the nbgrader CLI, one ``nbgrader autograde ASSIGNMENT --student S`` per student, with the
    course's ``nbgrader_config.py`` (sandboxed, judged): the cost of one process per student;
-5. with ``--baseline DIR``: ``kdcourse autograde --jobs 1`` of another checkout of kdcourse (e.g. an earlier
+5. with ``--cluster``: the same class through Dask (``kdcourse autograde --scheduler``): a
+   ``distributed.LocalCluster`` of 2 single-threaded worker processes in this process, and a real
+   ``dask scheduler`` with 1 and with 2 ``dask worker`` processes on 127.0.0.1 (started as the README says),
+   each next to the local pool's ``--jobs 2``; the cluster's start-up is not timed, its connection and the
+   course bundle are;
+6. with ``--baseline DIR``: ``kdcourse autograde --jobs 1`` of another checkout of kdcourse (e.g. an earlier
    version: ``git worktree add /tmp/kdcourse-before <rev>``) on its own version of the same assignment, in a
    subprocess that imports that checkout's package.
 
@@ -15,12 +20,13 @@ cancel in a ratio). The class: the solution and one submission per declared misc
 ``--students`` submissions.
 
 Usage: python benchmarks/bench_autograde.py [--students 12] [--rounds 2] [--assignment ID] [--fixture]
-       [--cli] [--baseline DIR]
+       [--cli] [--cluster] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -104,14 +110,36 @@ def reset(course: Course) -> None:
             gb.remove_student(student.id)
 
 
-def run_kdcourse(course: Course, assignment: str, jobs: int, sandbox: bool) -> float:
+def run_kdcourse(course: Course, assignment: str, jobs: int, sandbox: bool, scheduler: str | None = None) -> float:
     start = time.perf_counter()
     statuses = autograde(course, [assignment], jobs=jobs, progress=False, log=lambda *_: None,
-                         unsafe_no_sandbox=not sandbox)
+                         unsafe_no_sandbox=not sandbox, scheduler=scheduler)
     seconds = time.perf_counter() - start
     failed = [s for s in statuses if s.status != "graded" and not (not sandbox and len(s.reasons) == 1)]
     assert not failed, failed
     return seconds
+
+
+def start_clusters(stack: contextlib.ExitStack, folder: Path) -> dict[str, str]:
+    """A LocalCluster (2 worker processes, 1 thread each) and real schedulers with 1 and 2 workers:
+    ``name -> scheduler address``, all stopped when ``stack`` closes."""
+    import dask
+    from distributed import LocalCluster
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from fixtures.dask_cluster import dask_cluster
+    from fixtures.ports import free_port
+
+    stack.enter_context(dask.config.set({"distributed.worker.daemon": False,
+                                         "distributed.scheduler.worker-saturation": 1.0}))
+    local = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, local_directory=str(folder / "local")))
+    addresses = {"LocalCluster, 2 workers": local.scheduler_address}
+    for n in (1, 2):
+        cluster = stack.enter_context(dask_cluster(folder / f"real{n}", free_port(),
+                                                   workers=tuple(f"w{i}" for i in range(1, n + 1))))
+        addresses[f"dask scheduler, {n} worker{'s' if n > 1 else ''}"] = cluster.address
+    return addresses
 
 
 def run_cli(course: Course, assignment: str, students: list[str]) -> float:
@@ -141,6 +169,7 @@ def main() -> int:
     parser.add_argument("--assignment", default=None)
     parser.add_argument("--fixture", action="store_true", help="use the test fixture assignment")
     parser.add_argument("--cli", action="store_true", help="also time one nbgrader CLI call per student")
+    parser.add_argument("--cluster", action="store_true", help="also grade through Dask (LocalCluster, 1 and 2 workers)")
     parser.add_argument("--baseline", type=Path, default=None, help="another kdcourse checkout to time alike")
     args = parser.parse_args()
     ensure_tools_on_path()
@@ -152,7 +181,7 @@ def main() -> int:
     else:
         base = Course.from_repo(REPO)
     assignment = args.assignment or base.assignments()[0]
-    with tempfile.TemporaryDirectory(prefix="kdcourse-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kdcourse-bench-") as tmp, contextlib.ExitStack() as clusters:
         course, students = make_class(base, assignment, args.students, Path(tmp) / "course")
         variants = {
             "kdcourse --jobs 1, no sandbox": lambda: run_kdcourse(course, assignment, 1, sandbox=False),
@@ -161,6 +190,10 @@ def main() -> int:
         }
         if args.cli:
             variants["nbgrader CLI per student, sandboxed"] = lambda: run_cli(course, assignment, students)
+        if args.cluster:
+            for name, address in start_clusters(clusters, Path(tmp) / "dask").items():
+                variants[name] = lambda address=address: run_kdcourse(course, assignment, 2, sandbox=True,
+                                                                      scheduler=address)
         if args.baseline:
             baseline_root = Path(tmp) / "baseline"
             variants[f"baseline {args.baseline.name} --jobs 1"] = lambda: run_baseline(
