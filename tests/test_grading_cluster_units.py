@@ -98,3 +98,47 @@ def test_a_bundle_refuses_an_assignment_not_released(tmp_path):
     course = fixture_course(tmp_path / "course")
     with open_gradebook(course) as gb, pytest.raises(CourseError, match="kdcourse release"):
         course_bundle(course, gb, [AID])
+
+
+@pytest.mark.parametrize("address", ["localhost:8786", "", None])
+def test_a_scheduler_address_without_a_protocol_is_refused_before_connecting(address):
+    from kdcourse.grading.cluster import connect
+
+    with pytest.raises(CourseError, match=r"give the scheduler's address, e.g. tcp://HOST:8786"):
+        connect(address, log=lambda *_: None)
+
+
+class _FailedFuture:
+    """A Dask future whose task failed on every try with ``error``."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def result(self):
+        raise self.error
+
+
+def test_a_task_lost_on_every_try_is_recorded_once_with_its_reason(tmp_path):
+    """A task that killed its worker each time (Dask's KilledWorker) becomes a failed result naming why,
+    and a second result for the same submission is ignored: nothing is recorded twice."""
+    from distributed import KilledWorker
+
+    from kdcourse.grading.cluster import ClusterGrader
+    from kdcourse.grading.release import release
+    from kdcourse.grading.returned import ReturnedWriter
+
+    course = fixture_course(tmp_path / "course")
+    release(course, log=lambda *_: None)
+    submission = Submission(AID, "crasher")
+    seen, logged = [], []
+    grader = ClusterGrader(client=None, log=logged.append)
+    writer = ReturnedWriter(course)
+    killed = _FailedFuture(KilledWorker("kdcourse-grade-x", "tcp://127.0.0.1:1", 3))
+    first = grader._finish(writer, course, submission, [f"{AID}.ipynb"], killed, "", seen.append)
+    assert not first.success and "lost the worker grading it on every try" in first.failure
+    again = grader._finish(writer, course, submission, [f"{AID}.ipynb"], killed, "", seen.append)
+    assert again is None and seen == [first]
+    assert any("second result" in line for line in logged)
+    raised = grader._finish(writer, course, Submission(AID, "other"), [f"{AID}.ipynb"],
+                            _FailedFuture(OSError("disk full")), "", seen.append)
+    assert "on every try (3): OSError: disk full" in raised.failure
