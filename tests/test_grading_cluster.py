@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -176,9 +177,11 @@ def test_a_dask_cluster_grades_like_the_local_pool_even_when_a_worker_is_killed(
             killed = _kill_mid_run(cluster, process, course, timeout=RUN_TIMEOUT_S)
         finally:
             out = finish(process)
+        with urllib.request.urlopen(cluster.dashboard, timeout=10) as page:  # the link printed is live
+            assert page.status == 200
     assert process.returncode == 0, out
     assert killed, f"worker w1 was never seen grading:\n{out}"
-    assert f"Dask cluster {cluster.address}: 2 worker(s)" in out and "dashboard:" in out
+    assert f"Dask cluster {cluster.address}: 2 worker(s), 2 thread(s); dashboard: {cluster.dashboard}" in out
     assert "second result" not in out
     header, rows, _ = export_rows(course)
     assert header == reference["header"]

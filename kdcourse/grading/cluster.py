@@ -132,10 +132,11 @@ class ClusterGrader:
         if problems:
             raise CourseError("the cluster cannot grade:\n  " + "\n  ".join(problems))
         info = self.client.scheduler_info(n_workers=-1)
-        if "dashboard" in info.get("services", {}):
+        if "dashboard" in info.get("services", {}) and self._scheduler_has_bokeh():
             dashboard = self.client.dashboard_link
         else:
-            dashboard = 'none (pip install "bokeh>=3.1" where the scheduler runs)'
+            dashboard = ('none (the scheduler was started without one, or without bokeh: '
+                         'pip install -e ".[cluster]" where it runs)')
         self.log(f"Dask cluster {info.get('address', '')}: {len(reports)} worker(s), {self.threads()} "
                  f"thread(s); dashboard: {dashboard}")
         saturation = self._scheduler_saturation()
@@ -143,6 +144,14 @@ class ClusterGrader:
             self.log(f"note: the scheduler hands each worker thread {saturation} task(s) at a time; grading tasks "
                      "are long, so a task can wait behind a slow one while another worker idles: start the "
                      "scheduler with DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=1.0")
+
+    def _scheduler_has_bokeh(self) -> bool:
+        """Whether the scheduler's Python has bokeh, without which its dashboard port serves no dashboard."""
+        try:
+            return bool(self.client.run_on_scheduler(
+                lambda: __import__("importlib.util").util.find_spec("bokeh") is not None))
+        except Exception:  # noqa: BLE001 - only the printed link depends on it
+            return False
 
     def _scheduler_saturation(self) -> float | None:
         """The scheduler's ``distributed.scheduler.worker-saturation`` (None if it cannot be read)."""
