@@ -222,3 +222,24 @@ def test_a_postgresql_gradebook_written_by_two_graders_at_once_gives_the_sqlite_
     assert len(report.written) >= len(rows) - 3  # all but the ungradable ones
     assert header == reference["header"]
     assert rows == reference["rows"]
+
+
+def test_a_worker_unfit_to_grade_that_joins_closes_itself():
+    """A daemonic worker (it may not start grading processes) joining after the run's check leaves the
+    cluster on its own once the instructor's plugin is registered, instead of failing task after task."""
+    import dask
+    import nbgrader
+    from distributed import Client, LocalCluster
+
+    from kdcourse.grading.bundle import code_digest
+    from kdcourse.grading.remote import RefuseUnfitWorkers
+
+    with dask.config.set({"distributed.worker.daemon": True}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1, timeout=60)
+        client.register_plugin(RefuseUnfitWorkers(code_digest(), nbgrader.__version__, unsafe_no_sandbox=False))
+        deadline = time.monotonic() + 60
+        while client.scheduler_info(n_workers=-1)["workers"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not client.scheduler_info(n_workers=-1)["workers"], "the unfit worker is still in the cluster"

@@ -3,6 +3,8 @@ when a worker is refused, and an assignment's definition copied from one gradebo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kdcourse.grading.bundle import check_file_name, course_bundle, grading_job, unpack_bundle
@@ -114,7 +116,7 @@ class _FailedFuture:
     def __init__(self, error: BaseException):
         self.error = error
 
-    def result(self):
+    def result(self, timeout=None):
         raise self.error
 
 
@@ -142,3 +144,75 @@ def test_a_task_lost_on_every_try_is_recorded_once_with_its_reason(tmp_path):
     raised = grader._finish(writer, course, Submission(AID, "other"), [f"{AID}.ipynb"],
                             _FailedFuture(OSError("disk full")), "", seen.append)
     assert "on every try (3): OSError: disk full" in raised.failure
+    from concurrent.futures import CancelledError
+
+    cancelled = grader._finish(writer, course, Submission(AID, "third"), [f"{AID}.ipynb"],
+                               _FailedFuture(CancelledError()), "", seen.append)
+    assert "cancelled its task" in cancelled.failure and "grade it again" in cancelled.failure
+
+
+def test_a_returned_notebook_must_hold_each_graded_cell_once(tmp_path):
+    """What a worker sends back is refused when it drops, adds or repeats a graded cell; and a cell's points
+    are put back as released when the notebook is recorded (a returned notebook cannot raise them)."""
+    import copy
+
+    from kdcourse.grading.release import release
+    from kdcourse.grading.returned import graded_cells_problem
+    from kdcourse.notebooks import graded_cells, notebook_bytes, read_notebook
+
+    course = fixture_course(tmp_path / "course")
+    release(course, log=lambda *_: None)
+    nb = read_notebook(course.release_notebook(AID))
+    ids = {cell.grade_id for cell in graded_cells(nb) if cell.meta.get("grade")}
+    assert graded_cells_problem(notebook_bytes(nb), ids) == ""
+    first = next(i for i, cell in enumerate(nb.cells) if cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+    dropped = copy.deepcopy(nb)
+    name = dropped.cells.pop(first).metadata.nbgrader.grade_id
+    assert f"missing: {name}" in graded_cells_problem(notebook_bytes(dropped), ids)
+    repeated = copy.deepcopy(nb)
+    repeated.cells.append(copy.deepcopy(nb.cells[first]))
+    assert f"repeated: {name}" in graded_cells_problem(notebook_bytes(repeated), ids)
+    assert "cannot be read" in graded_cells_problem(b"{not json", ids)
+
+
+def test_recording_puts_back_released_points_and_adds_no_cell():
+    from kdcourse.grading.adapter.config import recording_config
+
+    course = Course(root=Path("/tmp/r"), source_dir=Path("/tmp/s"), spec_dir=Path("/tmp/p"))
+    config = recording_config(course, "returned")
+    names = [p.__name__ for p in config.Autograde.sanitize_preprocessors]
+    assert names == ["DeduplicateIds", "OverwriteKernelspec", "OverwriteCells", "CheckCellMetadata"]
+    assert config.OverwriteCells.add_missing_cells is False
+    assert [p.__name__ for p in config.Autograde.autograde_preprocessors] == [
+        "SaveAutoGrades", "AssignLatePenalties", "CheckCellMetadata"]
+
+
+def test_a_returned_notebook_cannot_raise_what_a_cell_is_worth(tmp_path):
+    """A (rogue) worker returns the notebook with every graded cell worth 1000 points: it is recorded at the
+    released points (nbgrader's OverwriteCells puts them back from the gradebook before scoring)."""
+    from kdcourse.grading.adapter.api import open_gradebook
+    from kdcourse.grading.release import release
+    from kdcourse.grading.returned import ReturnedWriter
+    from kdcourse.grading.scores import read_scores
+    from kdcourse.grading.simulation.submissions import solution_notebook
+    from kdcourse.grading.staging import STAGING_DIR
+    from kdcourse.notebooks import notebook_bytes, notebook_points
+
+    course = fixture_course(tmp_path / "course")
+    release(course, log=lambda *_: None)
+    nb = solution_notebook(course, AID)
+    released_total = notebook_points(nb)[0]
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            cell.metadata.nbgrader.points = 1000
+    submission = Submission(AID, "rogue")
+    staged = course.folder(STAGING_DIR, submission)
+    staged.mkdir(parents=True)
+    (staged / "timestamp.txt").write_text("2025-01-15 12:00:00.000000 UTC\n")
+    with open_gradebook(course) as gb:
+        graded = {f"{AID}.ipynb": {c.name for c in gb.find_notebook(AID, AID).grade_cells}}
+    problem = ReturnedWriter(course).write(submission, {f"{AID}.ipynb": notebook_bytes(nb)}, [f"{AID}.ipynb"], graded)
+    assert problem == ""
+    (row,) = [r for r in read_scores(course) if r.student == "rogue"]
+    assert row.max_score == released_total and row.score <= released_total
+    assert max(row.questions.values()) < 1000

@@ -40,20 +40,36 @@ __all__ = ["CourseBundle", "GradingJob", "GradedResult", "course_bundle", "gradi
 SETTINGS_NAME = "course.toml"
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\- ]{0,254}$")
 _DIGEST: dict[str, str] = {}
+#: The libraries whose versions are part of :func:`code_digest`.
+COMPUTING_LIBRARIES = ("numpy", "scipy", "torch", "scikit-learn", "nbformat", "nbclient", "ipykernel")
 
 
 def code_digest() -> str:
-    """sha256 of every ``.py`` file of the installed ``kdcourse`` package (grading code, sandbox, judges).
+    """sha256 of every file of the installed ``kdcourse`` package (grading code, sandbox, judges, and data such
+    as the language-model teacher's weights; compiled ``__pycache__`` left out), and of the versions of
+    Python and of the libraries the judges and the kernels compute with (:data:`COMPUTING_LIBRARIES`).
 
-    The instructor and every worker must agree: a worker with other judges would give other verdicts.
+    The instructor and every worker must agree: a worker with other judges, or another numpy or torch,
+    could give other verdicts.
     """
     if "kdcourse" not in _DIGEST:
+        import platform
+        from importlib import metadata
+
         import kdcourse
 
         package = Path(kdcourse.__file__).parent
         h = hashlib.sha256()
-        for path in sorted(package.rglob("*.py")):
-            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        versions = [f"python {platform.python_version()}"]
+        for library in COMPUTING_LIBRARIES:
+            try:
+                versions.append(f"{library} {metadata.version(library)}")
+            except metadata.PackageNotFoundError:
+                versions.append(f"{library} missing")
+        h.update("\n".join(versions).encode())
         _DIGEST["kdcourse"] = h.hexdigest()
     return _DIGEST["kdcourse"]
 
@@ -112,6 +128,11 @@ class CourseBundle:
     def notebooks(self, assignment: str) -> list[str]:
         """The notebook file names of ``assignment``, as the gradebook defines them."""
         return [f"{nb['name']}.ipynb" for nb in self.definitions[assignment]["notebooks"]]
+
+    def graded_cells(self, assignment: str) -> dict[str, set[str]]:
+        """``notebook file name -> graded cell ids`` of ``assignment``, as the gradebook defines them."""
+        return {f"{nb['name']}.ipynb": {cell["name"] for cell in nb["grade_cells"]}
+                for nb in self.definitions[assignment]["notebooks"]}
 
 
 @dataclass(frozen=True)

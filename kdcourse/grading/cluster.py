@@ -41,6 +41,8 @@ CONNECT_TIMEOUT_S = 30
 #: How long to wait for a first worker, and how long the run waits with no worker before giving up.
 WORKER_TIMEOUT_S = 120
 NO_WORKER_TIMEOUT_S = 600
+#: How long to wait for a finished task's result to be fetched (its worker may have died meanwhile).
+RESULT_TIMEOUT_S = 600
 _POLL_S = 5.0
 
 
@@ -70,12 +72,19 @@ def connect(address: str, log=print, unsafe_no_sandbox: bool = False,
     except (OSError, TimeoutError) as error:
         raise CourseError(f"cannot reach the Dask scheduler at {address} ({type(error).__name__}: {error}); "
                           "start one with `dask scheduler` (see the README, Grading on a cluster)") from None
+    except ValueError as error:
+        raise CourseError(f"--scheduler {address!r} is not a scheduler address ({error}); give e.g. "
+                          "tcp://HOST:8786") from None
     try:
         try:
             client.wait_for_workers(1, timeout=worker_timeout)
         except TimeoutError:
             raise CourseError(f"no Dask worker joined {address} within {worker_timeout:g} s: start workers with "
                               f"`DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker {address}`") from None
+        if not _private_address(address):
+            log(f"warning: {address} is a plain TCP address off this machine: whoever can reach the scheduler can "
+                "read the answer keys sent to the workers and send results; use a private network, an SSH "
+                "tunnel or Dask's TLS (tls://)")
         grader = ClusterGrader(client, log)
         grader.check_workers(unsafe_no_sandbox)
         return grader
@@ -84,10 +93,33 @@ def connect(address: str, log=print, unsafe_no_sandbox: bool = False,
         raise
 
 
+def _private_address(address: str) -> bool:
+    """True for a TLS address, or a TCP address of this machine (loopback); False for plain TCP elsewhere."""
+    import ipaddress
+
+    protocol, _, rest = address.partition("://")
+    if protocol != "tcp":  # tls://, or a transport that does not leave the machine
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
 def _describe_failure(error: BaseException) -> str:
     """Why a grading task failed on every try, in words (no text of the student's)."""
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker
 
+    if isinstance(error, CancelledError):
+        return ("the cluster cancelled its task (the scheduler restarted, or this client lost it): it was not "
+                "graded; grade it again")
+    if isinstance(error, TimeoutError):
+        return f"its result could not be fetched from the cluster within {RESULT_TIMEOUT_S} s (no worker held it)"
     if isinstance(error, KilledWorker):
         return ("the cluster lost the worker grading it on every try (KilledWorker: the worker died or was "
                 "killed each time; the submission may crash its grader)")
@@ -124,13 +156,20 @@ class ClusterGrader:
         from . import remote
         from .bundle import code_digest
 
-        reports = self.client.run(remote.worker_report)
+        try:
+            reports = self.client.run(remote.worker_report)
+        except Exception as error:  # noqa: BLE001 - e.g. a worker without kdcourse: the fix, not a traceback
+            raise CourseError(f"a worker could not run kdcourse's check ({type(error).__name__}: "
+                              f"{' '.join(str(error).split())[:300]}): install the same revision of the repository "
+                              "on every worker (pip install -e \".[cluster]\")") from None
         problems = []
         for address, report in sorted(reports.items()):
             for problem in remote.worker_problems(report, code_digest(), nbgrader.__version__, unsafe_no_sandbox):
                 problems.append(f"worker {address} ({report.get('host')}): {problem}")
         if problems:
             raise CourseError("the cluster cannot grade:\n  " + "\n  ".join(problems))
+        # a worker that joins later is checked as it joins, and leaves if it cannot grade
+        self.client.register_plugin(remote.RefuseUnfitWorkers(code_digest(), nbgrader.__version__, unsafe_no_sandbox))
         info = self.client.scheduler_info(n_workers=-1)
         if "dashboard" in info.get("services", {}) and self._scheduler_has_bokeh():
             dashboard = self.client.dashboard_link
@@ -168,6 +207,8 @@ class ClusterGrader:
 
         The submissions must be staged (``staged/<student>/<assignment>``) and their assignments released.
         """
+        from concurrent.futures import CancelledError
+
         from distributed import wait
 
         from . import remote
@@ -202,6 +243,8 @@ class ClusterGrader:
                         done, _ = wait(list(running), timeout=_POLL_S, return_when="FIRST_COMPLETED")
                 except TimeoutError:
                     done = set()
+                except CancelledError:  # a task was cancelled (scheduler restart, lost client): record it, go on
+                    done = {future for future in running if future.status in ("finished", "error", "cancelled")}
                 if not done:
                     if self.client.scheduler_info(n_workers=-1)["workers"]:
                         no_worker_since = None
@@ -211,7 +254,7 @@ class ClusterGrader:
                         reason = f"no Dask worker was connected for {NO_WORKER_TIMEOUT_S} s"
                         for future, submission in list(running.items()) + [(None, s) for s in queue]:
                             results.append(self._finish(writer, course, submission, bundle.notebooks(submission.assignment),
-                                                        None, reason, on_result))
+                                                        None, reason, on_result, bundle.graded_cells(submission.assignment)))
                             if future is not None:
                                 future.cancel()
                         running.clear()
@@ -220,7 +263,7 @@ class ClusterGrader:
                 for future in done:
                     submission = running.pop(future)
                     results.append(self._finish(writer, course, submission, bundle.notebooks(submission.assignment),
-                                                future, "", on_result))
+                                                future, "", on_result, bundle.graded_cells(submission.assignment)))
                     future.release()
         finally:
             for future in running:
@@ -235,8 +278,11 @@ class ClusterGrader:
                 f"({self.record_seconds / max(1, n):.3f} s each)")
 
     def _finish(self, writer, course: Course, submission: Submission, expected: list[str], future, failure: str,
-                on_result) -> TaskResult | None:
-        """Record one task's outcome once; None when ``submission`` was already recorded."""
+                on_result, graded: dict[str, set[str]] | None = None) -> TaskResult | None:
+        """Record one task's outcome once; None when ``submission`` was already recorded.
+
+        ``graded``: each notebook's graded cell ids (a returned notebook must hold exactly these).
+        """
         if submission in self.recorded:
             self.log(f"note {submission}: a second result from the cluster was ignored (already recorded)")
             return None
@@ -245,7 +291,7 @@ class ClusterGrader:
         returned = None
         if future is not None:
             try:
-                returned = future.result()
+                returned = future.result(timeout=RESULT_TIMEOUT_S)
             except Exception as error:  # noqa: BLE001 - the task failed on every try: the reason, not a crash
                 failure = _describe_failure(error)
         if returned is not None:
@@ -254,7 +300,7 @@ class ClusterGrader:
                 failure = f"the cluster worker returned the result of {result.submission} for {submission}"
                 result = None
             elif result.success:
-                problem = writer.write(submission, returned.notebooks, expected)
+                problem = writer.write(submission, returned.notebooks, expected, graded)
                 if problem:
                     result = TaskResult(submission, False, problem, result.seconds, result.reasons, result.notes,
                                         failure=problem)

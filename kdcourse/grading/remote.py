@@ -16,17 +16,21 @@ lacks; a task on a worker unfit to grade raises :class:`WorkerUnfit`, which Dask
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import logging
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from .bundle import CourseBundle, GradedResult, GradingJob, check_file_name, code_digest, unpack_bundle
 from .course import Course
 from .staging import STAGING_DIR
 
-__all__ = ["WorkerUnfit", "grade", "bundle_value", "worker_report", "worker_problems"]
+__all__ = ["WorkerUnfit", "RefuseUnfitWorkers", "grade", "bundle_value", "worker_report", "worker_problems"]
 
 _LOCK = threading.Lock()
 _COURSES: dict[str, Course] = {}  # bundle digest -> this process's private copy of the course
@@ -38,8 +42,9 @@ class WorkerUnfit(RuntimeError):
     """This worker cannot grade (sandbox missing, other kdcourse code, no child processes allowed)."""
 
 
-def worker_report() -> dict:
-    """What this process offers for grading: code digest, nbgrader version, sandbox, child processes."""
+def worker_report(folder: Path | None = None) -> dict:
+    """What this process offers for grading: code digest, nbgrader version, sandbox, child processes, and
+    whether a sandbox could see its local directory ``folder`` (default: the Dask worker's)."""
     import multiprocessing
     import platform
 
@@ -54,7 +59,7 @@ def worker_report() -> dict:
     return {"host": platform.node(), "code_digest": code_digest(), "nbgrader": nbgrader.__version__,
             "sandbox": available, "sandbox_reason": reason,
             "daemonic": bool(multiprocessing.current_process().daemon),
-            "folder": str(_base_folder()), "folder_seen_by": _seen_by(_base_folder())}
+            "folder": str(folder or _base_folder()), "folder_seen_by": _seen_by(folder or _base_folder())}
 
 
 def _seen_by(folder: Path) -> str:
@@ -71,9 +76,10 @@ def worker_problems(report: dict, expected_digest: str, expected_nbgrader: str, 
     """Why a worker with ``report`` (:func:`worker_report`) cannot grade, each with its fix (empty: it can)."""
     problems = []
     if report.get("code_digest") != expected_digest:
-        problems.append("it runs other kdcourse code than the instructor's (code digest "
+        problems.append("it runs other kdcourse code or other library versions than the instructor's (digest "
                         f"{str(report.get('code_digest'))[:12]} vs {expected_digest[:12]}): install the same "
-                        "revision of the repository there (pip install -e \".[cluster]\")")
+                        "revision of the repository there, with the same Python, numpy, scipy and torch "
+                        "(pip install -e \".[cluster]\")")
     if report.get("nbgrader") != expected_nbgrader:
         problems.append(f"it runs nbgrader {report.get('nbgrader')}, the instructor {expected_nbgrader}")
     if not unsafe_no_sandbox and not report.get("sandbox"):
@@ -86,6 +92,27 @@ def worker_problems(report: dict, expected_digest: str, expected_nbgrader: str, 
         problems.append("it may not start grading processes (a daemonic Dask worker): start it with "
                         "DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker ... (or with --no-nanny)")
     return problems
+
+
+class RefuseUnfitWorkers(WorkerPlugin):
+    """A worker plugin the instructor's client registers: a worker that joins the cluster unfit to grade
+    (:func:`worker_problems`; e.g. restarted later with other code, or on a machine without bubblewrap)
+    logs why and closes itself, with its nanny, instead of failing task after task. Workers already
+    connected were checked before the run started."""
+
+    name = "kdcourse-refuse-unfit-workers"
+
+    def __init__(self, code_digest: str, nbgrader_version: str, unsafe_no_sandbox: bool):
+        self.code_digest, self.nbgrader_version = code_digest, nbgrader_version
+        self.unsafe_no_sandbox = unsafe_no_sandbox
+
+    async def setup(self, worker) -> None:
+        report = worker_report(Path(worker.local_directory))
+        problems = worker_problems(report, self.code_digest, self.nbgrader_version, self.unsafe_no_sandbox)
+        if problems:
+            logging.getLogger("kdcourse").error("this Dask worker cannot grade, so it closes: %s", "; ".join(problems))
+            asyncio.get_running_loop().call_soon(
+                lambda: asyncio.ensure_future(worker.close(nanny=True, reason="kdcourse: unfit to grade")))
 
 
 def bundle_value(bundle: CourseBundle) -> CourseBundle:

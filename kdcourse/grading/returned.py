@@ -22,12 +22,35 @@ from .course import Course, Submission
 from .staging import STAGING_DIR
 from .status import failure_reason
 
-__all__ = ["RETURNED_DIR", "MAX_NOTEBOOK_BYTES", "ReturnedWriter"]
+__all__ = ["RETURNED_DIR", "MAX_NOTEBOOK_BYTES", "ReturnedWriter", "graded_cells_problem"]
 
 #: Where returned notebooks wait to be recorded, ``<root>/returned/<student>/<assignment>/``.
 RETURNED_DIR = "returned"
-#: The largest notebook accepted from a worker (its outputs are capped well below this by the sandbox).
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
+#: The largest notebook accepted from a worker. The sandbox caps a notebook's output (16 MiB by default),
+#: but JSON writes a control character in 6 bytes (``\u0001``), so its text can take six times that, on top
+#: of the submitted notebook itself: the cap leaves room for both, so that no notebook a local run grades
+#: is refused here.
+MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
+
+
+def graded_cells_problem(data: bytes, expected: set[str]) -> str:
+    """Why the notebook ``data`` does not hold each graded cell id of ``expected`` exactly once ("" if it does)."""
+    import nbformat
+
+    from kdcourse.notebooks import graded_cells
+
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        ids = [cell.grade_id for cell in graded_cells(nb) if cell.meta.get("grade")]
+    except Exception:  # noqa: BLE001 - any unreadable notebook is refused the same way
+        return "a notebook that cannot be read"
+    if sorted(ids) != sorted(expected):
+        missing, extra = sorted(expected - set(ids)), sorted(set(ids) - expected)
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        return ("graded cells other than the assignment's (missing: " + (", ".join(missing) or "none")
+                + "; not in the assignment: " + (", ".join(extra) or "none")
+                + "; repeated: " + (", ".join(repeated) or "none") + ")")
+    return ""
 
 
 class ReturnedWriter:
@@ -39,10 +62,13 @@ class ReturnedWriter:
         self.course = course
         self.api = make_api(course, submitted_directory=RETURNED_DIR, record_only=True)
 
-    def write(self, submission: Submission, notebooks: dict[str, bytes], expected: list[str]) -> str:
+    def write(self, submission: Submission, notebooks: dict[str, bytes], expected: list[str],
+              graded: dict[str, set[str]] | None = None) -> str:
         """Record ``notebooks`` (``file name -> bytes``) of ``submission``; "" on success, else the reason.
 
-        ``expected``: the assignment's notebook file names; any other name is refused.
+        ``expected``: the assignment's notebook file names; any other name is refused. ``graded``: each
+        notebook's graded cell ids in the gradebook; a returned notebook must hold each exactly once
+        (a worker cannot drop a graded cell, or add one).
         """
         unexpected = sorted(set(notebooks) - set(expected))
         if unexpected:
@@ -52,23 +78,18 @@ class ReturnedWriter:
             return f"the cluster worker returned a notebook over {MAX_NOTEBOOK_BYTES // 2**20} MiB"
         if not notebooks:
             return "the cluster worker returned no autograded notebook"
+        for name, data in sorted(notebooks.items()):
+            if graded is not None and name in graded:
+                problem = graded_cells_problem(data, graded[name])
+                if problem:
+                    return f"the cluster worker returned {name} with {problem}"
         folder = self.course.folder(RETURNED_DIR, submission)
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
         try:
-            for name, data in notebooks.items():
-                (folder / name).write_bytes(data)
-            timestamp = self.course.folder(STAGING_DIR, submission) / "timestamp.txt"
-            if timestamp.is_file():
-                shutil.copyfile(timestamp, folder / "timestamp.txt")
-            try:
-                result = self.api.autograde(submission.assignment, submission.student, force=True, create=True)
-            except Exception as error:  # noqa: BLE001 - nbgrader normally returns; one submission's record only
-                return f"recording the returned notebooks failed ({type(error).__name__})"
-            if not result.get("success"):
-                log = "\n".join(x for x in (result.get("error"), result.get("log")) if x)
-                return "recording the returned notebooks failed: " + failure_reason(log)
-            return ""
+            folder.mkdir(parents=True)
+            return self._record(submission, notebooks, folder)
+        except OSError as error:  # a full disk, say: this submission is not recorded, the run goes on
+            return f"writing the returned notebooks failed ({type(error).__name__}: {error.strerror or error})"
         finally:
             shutil.rmtree(folder, ignore_errors=True)
             for empty in (folder.parent, folder.parent.parent):  # returned/<student>, returned/
@@ -76,6 +97,22 @@ class ReturnedWriter:
                     empty.rmdir()
                 except OSError:  # not empty: another submission is being recorded there
                     break
+
+    def _record(self, submission: Submission, notebooks: dict[str, bytes], folder) -> str:
+        """Write ``notebooks`` into ``folder`` with the staged time and run the recording autograde."""
+        for name, data in notebooks.items():
+            (folder / name).write_bytes(data)
+        timestamp = self.course.folder(STAGING_DIR, submission) / "timestamp.txt"
+        if timestamp.is_file():
+            shutil.copyfile(timestamp, folder / "timestamp.txt")
+        try:
+            result = self.api.autograde(submission.assignment, submission.student, force=True, create=True)
+        except Exception as error:  # noqa: BLE001 - nbgrader normally returns; one submission's record only
+            return f"recording the returned notebooks failed ({type(error).__name__})"
+        if not result.get("success"):
+            log = "\n".join(x for x in (result.get("error"), result.get("log")) if x)
+            return "recording the returned notebooks failed: " + failure_reason(log)
+        return ""
 
     def write_unreturned(self, gb, submission: Submission) -> None:
         """For a submission the cluster could not grade: its record (with its submission time) in the open

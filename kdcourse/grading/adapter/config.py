@@ -137,11 +137,18 @@ def course_config(course: Course, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, subm
 def recording_config(course: Course, submitted_directory: str, log_level: str = "WARN") -> Config:
     """nbgrader's ``autograde`` for notebooks that were executed and judged elsewhere (a cluster worker).
 
-    Nothing is sanitised (the worker did it, from the same gradebook) and nothing runs: only
-    :func:`recording_preprocessors`, so the gradebook, the late penalties and ``autograded/`` end up as a
-    local run leaves them. ``submitted_directory`` holds the returned notebooks.
+    Nothing runs: the outputs (the judge's verdicts) are kept, and only :func:`recording_preprocessors`
+    score them, so the gradebook, the late penalties and ``autograded/`` end up as a local run leaves them.
+    The returned notebook is still checked against this gradebook as a submission is (duplicate ids,
+    kernelspec, every graded cell's source and points put back as released, cell metadata), so a worker
+    cannot change what a cell is worth; no cell is added back (a notebook missing a graded cell is refused
+    before, by :class:`~kdcourse.grading.returned.ReturnedWriter`). ``submitted_directory`` holds the
+    returned notebooks.
     """
+    from nbgrader.preprocessors import CheckCellMetadata, DeduplicateIds, OverwriteCells, OverwriteKernelspec
+
     c = course_config(course, submitted_directory=submitted_directory, log_level=log_level)
-    c.Autograde.sanitize_preprocessors = []
+    c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
+    c.OverwriteCells.add_missing_cells = False
     c.Autograde.autograde_preprocessors = recording_preprocessors()
     return c
