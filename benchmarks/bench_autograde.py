@@ -9,7 +9,8 @@
    ``distributed.LocalCluster`` of 2 single-threaded worker processes in this process, and a real
    ``dask scheduler`` with 1 and with 2 ``dask worker`` processes on 127.0.0.1 (started as the README says),
    each next to the local pool's ``--jobs 2``; the cluster's start-up is not timed, its connection and the
-   course bundle are;
+   course bundle are; the last column is the time the instructor's side spent recording each returned
+   result (it records them one at a time);
 6. with ``--baseline DIR``: ``kdcourse autograde --jobs 1`` of another checkout of kdcourse (e.g. an earlier
    version: ``git worktree add /tmp/kdcourse-before <rev>``) on its own version of the same assignment, in a
    subprocess that imports that checkout's package.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -110,9 +112,20 @@ def reset(course: Course) -> None:
             gb.remove_student(student.id)
 
 
+#: Seconds the instructor's side spent recording each returned result, per cluster variant and round
+#: (from the run's ``ClusterGrader.summary`` line).
+RECORDING: dict[str, list[float]] = {}
+_SUMMARY = re.compile(r"^cluster: \d+ result\(s\) recorded .* \((?P<each>[\d.]+) s each\)$")
+
+
 def run_kdcourse(course: Course, assignment: str, jobs: int, sandbox: bool, scheduler: str | None = None) -> float:
+    def log(line: str) -> None:
+        match = _SUMMARY.match(str(line))
+        if match:
+            RECORDING.setdefault(scheduler, []).append(float(match["each"]))
+
     start = time.perf_counter()
-    statuses = autograde(course, [assignment], jobs=jobs, progress=False, log=lambda *_: None,
+    statuses = autograde(course, [assignment], jobs=jobs, progress=False, log=log,
                          unsafe_no_sandbox=not sandbox, scheduler=scheduler)
     seconds = time.perf_counter() - start
     failed = [s for s in statuses if s.status != "graded" and not (not sandbox and len(s.reasons) == 1)]
@@ -190,8 +203,10 @@ def main() -> int:
         }
         if args.cli:
             variants["nbgrader CLI per student, sandboxed"] = lambda: run_cli(course, assignment, students)
+        addresses: dict[str, str] = {}
         if args.cluster:
             for name, address in start_clusters(clusters, Path(tmp) / "dask").items():
+                addresses[name] = address
                 variants[name] = lambda address=address: run_kdcourse(course, assignment, 2, sandbox=True,
                                                                       scheduler=address)
         if args.baseline:
@@ -210,13 +225,15 @@ def main() -> int:
     rows = []
     for name in names:
         ratios = [t / r for t, r in zip(times[name], times[reference])]
+        recording = RECORDING.get(addresses.get(name, ""), [])
         rows.append([name, f"{statistics.median(times[name]):.1f}", f"{statistics.median(times[name]) / n:.2f}",
-                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}-{max(ratios):.2f}"])
+                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}-{max(ratios):.2f}",
+                     f"{statistics.median(recording):.3f}" if recording else "-"])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"assignment {assignment}, {n} submissions, {args.rounds} round(s), {os.cpu_count()} CPUs, "
           f"load {load:.1f} at the end")
-    print(format_table(["method", "total s", "s/submission", f"ratio to '{reference}'", "range"], rows,
-                       align="lrrrr"))
+    print(format_table(["method", "total s", "s/submission", f"ratio to '{reference}'", "range",
+                        "recording s/result"], rows, align="lrrrrr"))
     return 0
 
 

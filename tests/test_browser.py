@@ -67,11 +67,10 @@ NOTEBOOK_S = 180
 WHOLE_RUN_S = 720
 #: The first line ``kdcourse lab`` prints.
 URL_LINE = re.compile(r"kdcourse lab: open (?P<url>http://127\.0\.0\.1:(?P<port>\d+)/lab\?token=(?P<token>\S+))")
-#: The messages of an unanswered exercise: a release stub's (``kdcourse.grading.stubs``), the visible
-#: test's when the function or value it checks is still a stub (``kdcourse.judge``, "unanswered"), or a
-#: predict-then-run cell's before its prediction is answered ("answer question 4.1 above first, ...").
-UNANSWERED = re.compile(r"here, in place of this line\s*$|^\S+ is not written yet: |^\S+ is still None: "
-                        r"|^answer question [\d.]+ above first, then run this cell$")
+#: The messages of an unanswered exercise: a release stub's (``kdcourse.grading.stubs``), or the visible
+#: test's (and a predict-then-run cell's) when the function or value it needs is still a stub or None
+#: (``kdcourse.judge``, "unanswered").
+UNANSWERED = re.compile(r"here, in place of this line\s*$|^\S+ is not written yet: |^\S+ is still None: ")
 
 #: The assignment graded by hand in the formgrader test, its written answer, and who submitted it.
 GRADED = "a01_kl_divergence"

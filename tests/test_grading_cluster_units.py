@@ -135,18 +135,19 @@ def test_a_task_lost_on_every_try_is_recorded_once_with_its_reason(tmp_path):
     seen, logged = [], []
     grader = ClusterGrader(client=None, log=logged.append)
     writer = ReturnedWriter(course)
+    graded = {f"{AID}.ipynb": set()}  # no result comes back: the graded cells are not looked at
     killed = _FailedFuture(KilledWorker("kdcourse-grade-x", "tcp://127.0.0.1:1", 3))
-    first = grader._finish(writer, course, submission, [f"{AID}.ipynb"], killed, "", seen.append)
+    first = grader._finish(writer, course, submission, graded, killed, "", seen.append)
     assert not first.success and "lost the worker grading it on every try" in first.failure
-    again = grader._finish(writer, course, submission, [f"{AID}.ipynb"], killed, "", seen.append)
+    again = grader._finish(writer, course, submission, graded, killed, "", seen.append)
     assert again is None and seen == [first]
     assert any("second result" in line for line in logged)
-    raised = grader._finish(writer, course, Submission(AID, "other"), [f"{AID}.ipynb"],
+    raised = grader._finish(writer, course, Submission(AID, "other"), graded,
                             _FailedFuture(OSError("disk full")), "", seen.append)
     assert "on every try (3): OSError: disk full" in raised.failure
     from concurrent.futures import CancelledError
 
-    cancelled = grader._finish(writer, course, Submission(AID, "third"), [f"{AID}.ipynb"],
+    cancelled = grader._finish(writer, course, Submission(AID, "third"), graded,
                                _FailedFuture(CancelledError()), "", seen.append)
     assert "cancelled its task" in cancelled.failure and "grade it again" in cancelled.failure
 
@@ -211,7 +212,7 @@ def test_a_returned_notebook_cannot_raise_what_a_cell_is_worth(tmp_path):
     (staged / "timestamp.txt").write_text("2025-01-15 12:00:00.000000 UTC\n")
     with open_gradebook(course) as gb:
         graded = {f"{AID}.ipynb": {c.name for c in gb.find_notebook(AID, AID).grade_cells}}
-    problem = ReturnedWriter(course).write(submission, {f"{AID}.ipynb": notebook_bytes(nb)}, [f"{AID}.ipynb"], graded)
+    problem = ReturnedWriter(course).write(submission, {f"{AID}.ipynb": notebook_bytes(nb)}, graded)
     assert problem == ""
     (row,) = [r for r in read_scores(course) if r.student == "rogue"]
     assert row.max_score == released_total and row.score <= released_total

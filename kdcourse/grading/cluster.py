@@ -253,8 +253,9 @@ class ClusterGrader:
                     elif time.monotonic() - no_worker_since > NO_WORKER_TIMEOUT_S:
                         reason = f"no Dask worker was connected for {NO_WORKER_TIMEOUT_S} s"
                         for future, submission in list(running.items()) + [(None, s) for s in queue]:
-                            results.append(self._finish(writer, course, submission, bundle.notebooks(submission.assignment),
-                                                        None, reason, on_result, bundle.graded_cells(submission.assignment)))
+                            results.append(self._finish(writer, course, submission,
+                                                        bundle.graded_cells(submission.assignment), None, reason,
+                                                        on_result))
                             if future is not None:
                                 future.cancel()
                         running.clear()
@@ -262,8 +263,8 @@ class ClusterGrader:
                     continue
                 for future in done:
                     submission = running.pop(future)
-                    results.append(self._finish(writer, course, submission, bundle.notebooks(submission.assignment),
-                                                future, "", on_result, bundle.graded_cells(submission.assignment)))
+                    results.append(self._finish(writer, course, submission,
+                                                bundle.graded_cells(submission.assignment), future, "", on_result))
                     future.release()
         finally:
             for future in running:
@@ -277,11 +278,11 @@ class ClusterGrader:
         return (f"cluster: {n} result(s) recorded in the gradebook here in {self.record_seconds:.1f} s "
                 f"({self.record_seconds / max(1, n):.3f} s each)")
 
-    def _finish(self, writer, course: Course, submission: Submission, expected: list[str], future, failure: str,
-                on_result, graded: dict[str, set[str]] | None = None) -> TaskResult | None:
+    def _finish(self, writer, course: Course, submission: Submission, graded: dict[str, set[str]], future,
+                failure: str, on_result) -> TaskResult | None:
         """Record one task's outcome once; None when ``submission`` was already recorded.
 
-        ``graded``: each notebook's graded cell ids (a returned notebook must hold exactly these).
+        ``graded``: the assignment's ``notebook file name -> graded cell ids`` (what a worker may return).
         """
         if submission in self.recorded:
             self.log(f"note {submission}: a second result from the cluster was ignored (already recorded)")
@@ -300,7 +301,7 @@ class ClusterGrader:
                 failure = f"the cluster worker returned the result of {result.submission} for {submission}"
                 result = None
             elif result.success:
-                problem = writer.write(submission, returned.notebooks, expected, graded)
+                problem = writer.write(submission, returned.notebooks, graded)
                 if problem:
                     result = TaskResult(submission, False, problem, result.seconds, result.reasons, result.notes,
                                         failure=problem)

@@ -62,15 +62,14 @@ class ReturnedWriter:
         self.course = course
         self.api = make_api(course, submitted_directory=RETURNED_DIR, record_only=True)
 
-    def write(self, submission: Submission, notebooks: dict[str, bytes], expected: list[str],
-              graded: dict[str, set[str]] | None = None) -> str:
+    def write(self, submission: Submission, notebooks: dict[str, bytes], graded: dict[str, set[str]]) -> str:
         """Record ``notebooks`` (``file name -> bytes``) of ``submission``; "" on success, else the reason.
 
-        ``expected``: the assignment's notebook file names; any other name is refused. ``graded``: each
-        notebook's graded cell ids in the gradebook; a returned notebook must hold each exactly once
+        ``graded``: ``notebook file name -> graded cell ids`` of the assignment in the gradebook. A file of
+        another name is refused, and a returned notebook must hold each of its graded cells exactly once
         (a worker cannot drop a graded cell, or add one).
         """
-        unexpected = sorted(set(notebooks) - set(expected))
+        unexpected = sorted(set(notebooks) - set(graded))
         if unexpected:
             return f"the cluster worker returned unexpected files ({', '.join(map(repr, unexpected))[:200]})"
         too_large = [name for name, data in notebooks.items() if len(data) > MAX_NOTEBOOK_BYTES]
@@ -79,10 +78,9 @@ class ReturnedWriter:
         if not notebooks:
             return "the cluster worker returned no autograded notebook"
         for name, data in sorted(notebooks.items()):
-            if graded is not None and name in graded:
-                problem = graded_cells_problem(data, graded[name])
-                if problem:
-                    return f"the cluster worker returned {name} with {problem}"
+            problem = graded_cells_problem(data, graded[name])
+            if problem:
+                return f"the cluster worker returned {name} with {problem}"
         folder = self.course.folder(RETURNED_DIR, submission)
         shutil.rmtree(folder, ignore_errors=True)
         try:
